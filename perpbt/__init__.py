@@ -1,0 +1,17 @@
+"""perpbt: backtesting for leveraged perpetual futures.
+
+Isolated and cross margin, maker/taker fees, funding on the mark price, tiered maintenance
+margin and liquidation on the mark price, in one numba bar loop.
+"""
+
+from perpbt import data, margin
+from perpbt.backtest import backtest
+from perpbt.instruments import Instrument, TierTable, load_tiers
+from perpbt.market import Market
+from perpbt.result import Result
+from perpbt.risk import StopLoss, TakeProfit
+from perpbt.strategy import Strategy, Targets
+
+__all__ = ["backtest", "data", "margin", "Instrument", "TierTable", "load_tiers", "Market",
+           "Result", "StopLoss", "TakeProfit", "Strategy", "Targets"]
+__version__ = "0.1.0"

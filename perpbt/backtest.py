@@ -1,0 +1,232 @@
+"""The Python face of the engine: Market + strategy or targets + rules -> arrays -> run_nb -> Result.
+
+Everything checkable before the run is checked here, with errors naming the field, the symbol
+and the bar: the targets' shape and labels, leverage above the instrument's maximum, and (in
+isolated mode) an exposure beyond the leverage.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+import numpy as np
+import pandas as pd
+
+from perpbt import dtypes
+from perpbt.engine.loop import run_nb
+from perpbt.engine.state import (C_ERROR, C_ERROR_BAR, C_ERROR_SYMBOL, N_ACCT, N_CNT, Buffers,
+                                 EngineConfig, InstrumentArrays, MarketArrays,
+                                 new_position_state)
+from perpbt.enums import (ErrorCode, FundingMode, Intrabar, LiqPolicy, MarginMode, Venue,
+                          parse_enum)
+from perpbt.instruments import Instrument
+from perpbt.result import Result
+from perpbt.risk import StopLoss, TakeProfit, exit_rule_arrays
+from perpbt.strategy import Strategy, Targets
+from perpbt.venues import get_venue, instrument_for
+
+IMPLEMENTED_POLICIES = ("takeover",)
+
+
+def _iso(market, t: int) -> str:
+    return pd.Timestamp(int(market.time_ms[t]), unit="ms", tz="UTC").strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def target_frame(market, strategy_or_targets) -> pd.DataFrame:
+    """The (T x N) exposure frame of a Strategy, Targets or DataFrame, checked against the market."""
+    source = "targets"
+    obj = strategy_or_targets
+    if isinstance(obj, Strategy):
+        source = repr(obj)
+        obj = obj.signals(market)
+    if isinstance(obj, Targets):
+        obj = obj.to_frame(market.index, pd.Index(market.symbols))
+    if isinstance(obj, pd.Series) and market.n_symbols == 1:
+        obj = obj.to_frame(market.symbols[0])
+    if not isinstance(obj, pd.DataFrame):
+        raise TypeError(f"{source}: expected a pb.Strategy, pb.Targets or DataFrame of target "
+                        f"exposures, got {type(obj).__name__}")
+    if obj.shape != (market.n_bars, market.n_symbols):
+        raise ValueError(f"{source}: targets have shape {obj.shape}, the market is "
+                         f"({market.n_bars} bars x {market.n_symbols} symbols {list(market.symbols)})")
+    if set(map(str, obj.columns)) != set(market.symbols):
+        raise ValueError(f"{source}: target columns {list(obj.columns)} are not the market's "
+                         f"symbols {list(market.symbols)}")
+    obj = obj[list(market.symbols)]
+    index = pd.DatetimeIndex(obj.index)
+    if not index.equals(market.index):
+        bad = int(np.argmax(index != market.index))
+        raise ValueError(f"{source}: targets index differs from the market's bar times first at "
+                         f"row {bad} ({index[bad]} vs {market.index[bad]})")
+    values = obj.to_numpy(dtype=np.float64, na_value=np.nan)
+    if np.isinf(values).any():
+        t, n = np.argwhere(np.isinf(values))[0]
+        raise ValueError(f"{source}: target exposure is infinite for {market.symbols[n]} at "
+                         f"{_iso(market, t)}")
+    return pd.DataFrame(values, index=market.index, columns=list(market.symbols))
+
+
+def _leverage_array(leverage, market) -> np.ndarray:
+    if isinstance(leverage, Mapping):
+        missing = set(market.symbols) - set(leverage)
+        if missing:
+            raise ValueError(f"leverage: no value for {sorted(missing)}")
+        lev = np.array([float(leverage[s]) for s in market.symbols])
+    else:
+        lev = np.full(market.n_symbols, float(leverage))
+    for n, value in enumerate(lev):
+        if not value >= 1.0:
+            raise ValueError(f"leverage for {market.symbols[n]} must be >= 1, got {value}")
+    return lev
+
+
+def resolve_instruments(market, venue: str, instruments=None) -> list[Instrument]:
+    """Per symbol: the explicit instrument, the market's, or the venue's bundled one."""
+    out = []
+    for sym in market.symbols:
+        inst = (instruments or {}).get(sym) or getattr(market, "instruments", {}).get(sym)
+        out.append(inst if inst is not None else instrument_for(venue, sym))
+    return out
+
+
+def _max_notional(table, leverage: float) -> float:
+    """Largest notional whose tiers all allow ``leverage`` (the cap of the last such tier)."""
+    allowed = table.max_leverage >= leverage - 1e-12
+    if not allowed[0]:
+        return 0.0
+    last = int(np.argmin(allowed)) - 1 if not allowed.all() else len(allowed) - 1
+    return float(table.cap[last])
+
+
+def pack_instruments(insts: list[Instrument], market, venue_preset, lev: np.ndarray
+                     ) -> InstrumentArrays:
+    n_sym = len(insts)
+    n_tab = max(len(i.tiers) for i in insts)
+    n_tier = max(len(t) for i in insts for t in i.tiers)
+    since = np.full((n_sym, n_tab), np.iinfo(np.int64).max, dtype=np.int64)
+    count = np.zeros((n_sym, n_tab), dtype=np.int64)
+    arrs = {k: np.zeros((n_sym, n_tab, n_tier)) for k in ("floor", "cap", "mmr", "amt")}
+    max_notional = np.zeros((n_sym, n_tab))
+    start_ms = int(market.time_ms[0])
+    for n, inst in enumerate(insts):
+        for d, table in enumerate(inst.tiers):
+            since[n, d] = table.effective_from_ms if d > 0 else np.iinfo(np.int64).min
+            k = len(table)
+            count[n, d] = k
+            for key, src in (("floor", table.floor), ("cap", table.cap), ("mmr", table.mmr),
+                             ("amt", table.maint_amount)):
+                arrs[key][n, d, :k] = src
+            max_notional[n, d] = _max_notional(table, lev[n])
+        in_force = [t for t in inst.tiers[1:] if t.effective_from_ms <= int(market.time_ms[-1])]
+        for table in [inst.tier_table_at(start_ms)] + in_force:
+            if lev[n] > table.max_leverage[0] + 1e-12:
+                raise ValueError(
+                    f"leverage {lev[n]:g} for {inst.symbol} is above the instrument's maximum "
+                    f"{table.max_leverage[0]:g} (tier table as of {table.as_of or 'undated'}, "
+                    f"in force from bar {_iso(market, 0)})")
+
+    def fee(inst_value, preset_value):
+        return float(preset_value if inst_value is None else inst_value)
+
+    return InstrumentArrays(
+        lot_size=np.array([float(i.lot_size) for i in insts]),
+        min_notional=np.array([float(i.min_notional) for i in insts]),
+        taker_fee=np.array([fee(i.taker_fee, venue_preset.taker_fee) for i in insts]),
+        clearance_fee=np.array([fee(i.clearance_fee, venue_preset.clearance_fee) for i in insts]),
+        table_since=since, tier_count=count, tier_floor=arrs["floor"], tier_cap=arrs["cap"],
+        tier_mmr=arrs["mmr"], tier_amt=arrs["amt"], max_notional=max_notional)
+
+
+def market_arrays(market) -> MarketArrays:
+    a = market.arrays
+    c = lambda k: np.ascontiguousarray(a[k], dtype=np.float64)  # noqa: E731
+    return MarketArrays(np.ascontiguousarray(market.time_ms, dtype=np.int64), c("open"),
+                        c("high"), c("low"), c("close"), c("volume"), c("mark_open"),
+                        c("mark_high"), c("mark_low"), c("mark_close"), c("funding_rate"),
+                        np.ascontiguousarray(a["funding_covered"], dtype=np.bool_))
+
+
+def _check_exposure(values: np.ndarray, lev: np.ndarray, market, margin_mode: int) -> None:
+    if margin_mode != MarginMode.isolated:
+        return
+    over = np.abs(values) > lev[None, :] * (1.0 + 1e-12)
+    if over.any():
+        t, n = np.argwhere(over)[0]
+        raise ValueError(f"target exposure {values[t, n]:g} for {market.symbols[n]} at "
+                         f"{_iso(market, t)} exceeds leverage {lev[n]:g} (isolated margin)")
+
+
+def allocate_buffers(values: np.ndarray, mkt: MarketArrays, record_bars: bool) -> Buffers:
+    """Record arrays sized from the targets: each target change is one order (<= 2 fills)."""
+    n_bars, n_sym = values.shape
+    changes = 0
+    for n in range(n_sym):
+        col = values[:, n]
+        col = col[~np.isnan(col)]
+        changes += int(np.count_nonzero(np.diff(col))) + (1 if len(col) else 0)
+    n_settle = int(np.count_nonzero(~np.isnan(mkt.funding_rate)))
+    fill_cap = 3 * changes + 4 * n_sym + 16
+    shape = (n_bars, n_sym) if record_bars else (0, n_sym)
+    bar = lambda: np.full(shape, np.nan)  # noqa: E731
+    return Buffers(
+        fills=np.zeros(fill_cap, dtype=dtypes.fill_dt),
+        orders=np.zeros(changes + n_sym + 16, dtype=dtypes.order_dt),
+        funding=np.zeros(n_settle + 16, dtype=dtypes.funding_dt),
+        liqs=np.zeros(changes + n_sym + 16, dtype=dtypes.liq_dt),
+        trades=np.zeros(changes + n_sym + 16, dtype=dtypes.trade_dt),
+        wallet=np.zeros(n_bars), equity=np.zeros(n_bars), margin_used=np.zeros(n_bars),
+        margin_ratio=np.zeros(n_bars), position=bar(), entry_price=bar(), liq_price=bar(),
+        liq_price_fees=bar(), maint_margin=bar(), iso_margin=bar())
+
+
+def backtest(market, strategy_or_targets, *, venue: str = "binance", margin: str = "isolated",
+             leverage: "float | Mapping[str, float]" = 10, initial_capital: float = 10_000.0,
+             stop: "StopLoss | float | None" = None, take: "TakeProfit | float | None" = None,
+             intrabar: str = "pessimistic", stats_only: bool = False, funding: str = "strict",
+             liquidation: str | None = None,
+             instruments: Mapping[str, Instrument] | None = None) -> Result:
+    """Backtest target exposures on ``market``.
+
+    ``leverage`` is the exchange setting (initial margin = notional / leverage), not the
+    position size; ``initial_capital`` in quote; ``stop``/``take`` as fractions of the average
+    entry or StopLoss/TakeProfit rules; ``funding="zero"`` lets positions sit on bars without
+    funding data; ``stats_only`` skips per-symbol per-bar outputs.
+    """
+    preset = get_venue(venue)
+    margin_mode = parse_enum(MarginMode, margin, "margin")
+    policy_name = liquidation or "takeover"
+    policy = parse_enum(LiqPolicy, policy_name, "liquidation")
+    if policy_name not in IMPLEMENTED_POLICIES:
+        raise NotImplementedError(f"liquidation={policy_name!r} is not implemented yet; "
+                                  f"available: {IMPLEMENTED_POLICIES}")
+    if not initial_capital > 0:
+        raise ValueError(f"initial_capital must be positive, got {initial_capital}")
+    targets = target_frame(market, strategy_or_targets)
+    values = targets.to_numpy()
+    lev = _leverage_array(leverage, market)
+    _check_exposure(values, lev, market, margin_mode)
+    insts = resolve_instruments(market, venue, instruments)
+    ins = pack_instruments(insts, market, preset, lev)
+    stop_pct, stop_trig = exit_rule_arrays(stop, StopLoss, market.n_symbols)
+    take_pct, take_trig = exit_rule_arrays(take, TakeProfit, market.n_symbols)
+    cfg = EngineConfig(margin_mode=margin_mode, venue=int(preset.venue_code),
+                       liq_policy=policy, intrabar=parse_enum(Intrabar, intrabar, "intrabar"),
+                       funding_mode=parse_enum(FundingMode, funding, "funding"),
+                       initial_capital=float(initial_capital), leverage=lev,
+                       stop_pct=stop_pct, stop_trigger=stop_trig, take_pct=take_pct,
+                       take_trigger=take_trig, record_bars=not stats_only)
+    mkt = market_arrays(market)
+    buf = allocate_buffers(values, mkt, not stats_only)
+    ps = new_position_state(market.n_symbols)
+    acct = np.zeros(N_ACCT)
+    cnt = np.zeros(N_CNT, dtype=np.int64)
+    run_nb(mkt, ins, cfg, np.ascontiguousarray(values), ps, acct, cnt, buf)
+    if cnt[C_ERROR] == ErrorCode.funding_uncovered:
+        t, n = int(cnt[C_ERROR_BAR]), int(cnt[C_ERROR_SYMBOL])
+        raise ValueError(f"{market.symbols[n]}: a position is open at {_iso(market, t)} (bar {t}) "
+                         f"outside the funding_rate coverage; pass funding='zero' to treat "
+                         f"uncovered bars as paying no funding")
+    settings = dict(venue=venue, margin=margin, leverage=leverage, liquidation=policy_name,
+                    initial_capital=float(initial_capital), intrabar=intrabar,
+                    stop=stop, take=take)
+    return Result(market, targets, settings, buf, acct, cnt, insts, stats_only)

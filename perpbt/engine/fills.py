@@ -1,0 +1,107 @@
+"""Applying a fill to a position: realized PnL, isolated margin, fees (DESIGN section 5), numba.
+
+Isolated: an increase posts add_qty * fill / leverage; the open fee is then taken from the free
+balance and any remainder from that position's margin. A reduction releases margin pro rata
+(margin * closed / |qty|) with the realized PnL; the close fee is paid after the release.
+Cross: everything settles in the shared wallet.
+The fill price is given (the core engine is frictionless; the execution model supplies it).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from perpbt.engine.records import (add_to_trade_nb, finish_trade_nb, open_trade_nb,
+                                   reduce_trade_nb, write_fill_nb)
+from perpbt.engine.requirements import is_cross_nb, sum_margin_nb
+from perpbt.engine.state import A_WALLET
+
+
+@njit(cache=True)
+def set_exit_levels_nb(n, ps, cfg, buf):
+    """Stop and take-profit levels from the average entry price (fractions of it)."""
+    q = ps.qty[n]
+    if q == 0.0:
+        ps.stop_level[n] = np.nan
+        ps.take_level[n] = np.nan
+        return
+    side = 1.0 if q > 0 else -1.0
+    ps.stop_level[n] = ps.entry[n] * (1.0 - side * cfg.stop_pct[n])  # NaN pct -> NaN level
+    ps.take_level[n] = ps.entry[n] * (1.0 + side * cfg.take_pct[n])
+    tid = ps.trade_id[n]
+    if tid >= 0:
+        buf.trades[tid]["stop_price"] = ps.stop_level[n]
+
+
+@njit(cache=True)
+def reduce_position_nb(n, closed_abs, price, fee_rate, reason, bar, s, ps, cfg, acct, cnt, buf):
+    """Close ``closed_abs`` base units of symbol n at ``price``; returns the realized PnL."""
+    q = ps.qty[n]
+    side = 1.0 if q > 0 else -1.0
+    q_abs = abs(q)
+    if closed_abs > q_abs:
+        closed_abs = q_abs
+    realized = side * closed_abs * (price - ps.entry[n])
+    fee = fee_rate * closed_abs * price
+    beyond = 0
+    if is_cross_nb(cfg):
+        acct[A_WALLET] += realized - fee
+    else:
+        frac = closed_abs / q_abs
+        release = ps.margin[n] * frac
+        if -realized > release:
+            beyond = 1  # filled beyond the bankruptcy price: the full loss is realized
+        ps.margin[n] -= release
+        ps.fees_outside[n] *= 1.0 - frac
+        acct[A_WALLET] += realized - fee
+    new_q = q - side * closed_abs
+    if abs(new_q) <= 1e-12 * q_abs:
+        new_q = 0.0
+    ps.qty[n] = new_q
+    tid = ps.trade_id[n]
+    write_fill_nb(buf, cnt, bar, n, s, -side * closed_abs, price, fee, realized, reason, beyond,
+                  tid, new_q)
+    if tid >= 0:
+        reduce_trade_nb(buf, tid, closed_abs, price, realized, fee)
+        if beyond == 1:
+            buf.trades[tid]["beyond_bankruptcy"] = 1
+    if new_q == 0.0:
+        ps.entry[n] = 0.0
+        ps.margin[n] = 0.0
+        ps.fees_outside[n] = 0.0
+        if tid >= 0:
+            finish_trade_nb(buf, tid, bar, reason, 0)
+        ps.trade_id[n] = -1
+    set_exit_levels_nb(n, ps, cfg, buf)
+    return realized
+
+
+@njit(cache=True)
+def increase_position_nb(n, add_signed, price, fee_rate, reason, bar, s, ps, cfg, acct, cnt,
+                         buf):
+    """Add ``add_signed`` base units (same side as the position, or from flat) at ``price``."""
+    q = ps.qty[n]
+    add_abs = abs(add_signed)
+    side = 1 if add_signed > 0 else -1
+    tid = ps.trade_id[n]
+    if q == 0.0:
+        tid = open_trade_nb(buf, cnt, n, side, bar)
+        ps.trade_id[n] = tid
+    new_abs = abs(q) + add_abs
+    ps.entry[n] = (abs(q) * ps.entry[n] + add_abs * price) / new_abs
+    ps.qty[n] = q + add_signed
+    fee = fee_rate * add_abs * price
+    acct[A_WALLET] -= fee
+    if not is_cross_nb(cfg):
+        ps.margin[n] += add_abs * price / cfg.leverage[n]
+        free = acct[A_WALLET] - sum_margin_nb(ps)
+        from_margin = 0.0
+        if free < 0.0:
+            from_margin = min(fee, -free, ps.margin[n])
+            ps.margin[n] -= from_margin
+        ps.fees_outside[n] += fee - from_margin
+    write_fill_nb(buf, cnt, bar, n, s, add_signed, price, fee, 0.0, reason, 0, tid, ps.qty[n])
+    add_to_trade_nb(buf, tid, new_abs, add_abs, price, fee)
+    buf.trades[tid]["entry_price"] = ps.entry[n]
+    set_exit_levels_nb(n, ps, cfg, buf)

@@ -1,0 +1,132 @@
+"""Target orders at the open (DESIGN sections 1.1 and 4 step 3), numba.
+
+A target row decided at t-1's close executes at t's open when it differs from the last non-NaN
+target. qty = target * E / open, with E = wallet + unrealized at mark_open after funding and the
+open's liquidations and stops (one E for all symbols, fees excluded), rounded toward zero to
+the lot size; a target of 0 closes fully. All reducing legs execute first, then the increasing
+legs in symbol order. An increase is cut to the notional the leverage's tiers allow and to the
+free balance (isolated: added margin <= wallet - isolated margins; cross: sum of initial
+margins <= E); a cut never shrinks an existing position and is recorded, as is an increase
+below the minimum notional. The core engine fills at the open (frictionless).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from perpbt.engine.fills import increase_position_nb, reduce_position_nb
+from perpbt.engine.records import write_order_nb
+from perpbt.engine.requirements import is_cross_nb, sum_margin_nb
+from perpbt.engine.state import A_BUST, A_EQUITY_OPEN, A_WALLET
+from perpbt.enums import FillReason, OrderStatus
+
+
+@njit(cache=True)
+def round_to_lot_nb(qty_abs, lot):
+    """Round an absolute quantity toward zero to a multiple of ``lot`` (0 = no rounding)."""
+    if lot <= 0.0:
+        return qty_abs
+    steps = np.floor(qty_abs / lot + 1e-9)
+    return steps * lot
+
+
+@njit(cache=True)
+def desired_positions_nb(t, targets, mkt, ps, ins, acct, want, has_order):
+    """Fill ``want`` with the target positions of the orders sent at t's open."""
+    any_order = False
+    equity = acct[A_EQUITY_OPEN]
+    for n in range(ps.qty.shape[0]):
+        has_order[n] = False
+        tgt = targets[t - 1, n]
+        if np.isnan(tgt) or tgt == ps.last_target[n]:
+            continue
+        ps.last_target[n] = tgt
+        has_order[n] = True
+        any_order = True
+        if tgt == 0.0:
+            want[n] = 0.0
+            continue
+        qty_abs = round_to_lot_nb(abs(tgt) * max(equity, 0.0) / mkt.open[t, n], ins.lot_size[n])
+        want[n] = qty_abs if tgt > 0 else -qty_abs
+    return any_order
+
+
+@njit(cache=True)
+def _initial_margin_nb(t, mkt, ps, cfg):
+    total = 0.0
+    for j in range(ps.qty.shape[0]):
+        total += abs(ps.qty[j]) * mkt.open[t, j] / cfg.leverage[j]
+    return total
+
+
+@njit(cache=True)
+def _capped_increase_nb(t, n, add_abs, price, mkt, ps, ins, cfg, acct):
+    """The increase after the tier and balance caps, and the status naming the binding cap."""
+    status = OrderStatus.filled
+    d = ps.table[n]
+    room_tier = ins.max_notional[n, d] / price - abs(ps.qty[n])
+    if add_abs > room_tier:
+        add_abs = max(room_tier, 0.0)
+        status = OrderStatus.cut_tier
+    if is_cross_nb(cfg):
+        room = (acct[A_EQUITY_OPEN] - _initial_margin_nb(t, mkt, ps, cfg)) * cfg.leverage[n] / price
+    else:
+        room = (acct[A_WALLET] - sum_margin_nb(ps)) * cfg.leverage[n] / price
+    if add_abs > room * (1.0 + 1e-12):
+        add_abs = max(room, 0.0)
+        status = OrderStatus.cut_margin
+    return add_abs, status
+
+
+@njit(cache=True)
+def execute_orders_nb(t, targets, mkt, ps, ins, cfg, acct, cnt, buf, want, has_order):
+    """Send the orders of bar t's open; returns True when any position changed."""
+    if not desired_positions_nb(t, targets, mkt, ps, ins, acct, want, has_order):
+        return False
+    n_sym = ps.qty.shape[0]
+    if acct[A_BUST] > 0.0:
+        for n in range(n_sym):
+            if has_order[n]:
+                write_order_nb(buf, cnt, t, n, want[n] - ps.qty[n], 0.0, OrderStatus.rejected_bust)
+        return False
+    changed = False
+    for n in range(n_sym):  # reducing legs first (a flip closes here, then opens below)
+        q = ps.qty[n]
+        if not has_order[n] or q == 0.0:
+            continue
+        w = want[n]
+        if w == 0.0 or w * q < 0.0:
+            closed = abs(q)
+        elif abs(w) < abs(q):
+            closed = abs(q) - abs(w)
+        else:
+            continue
+        reduce_position_nb(n, closed, mkt.open[t, n], ins.taker_fee[n], FillReason.order, t,
+                           0.0, ps, cfg, acct, cnt, buf)
+        changed = True
+    for n in range(n_sym):  # increasing legs in symbol order
+        if not has_order[n]:
+            continue
+        q = ps.qty[n]
+        w = want[n]
+        if w == 0.0 or abs(w) <= abs(q):
+            continue
+        price = mkt.open[t, n]
+        side = 1.0 if w > 0 else -1.0
+        requested = abs(w) - abs(q)
+        add_abs, status = _capped_increase_nb(t, n, requested, price, mkt, ps, ins, cfg, acct)
+        add_abs = round_to_lot_nb(add_abs, ins.lot_size[n])
+        if add_abs <= 0.0:
+            write_order_nb(buf, cnt, t, n, side * requested, 0.0, OrderStatus.rejected_zero)
+            continue
+        if add_abs * price < ins.min_notional[n]:
+            write_order_nb(buf, cnt, t, n, side * requested, 0.0,
+                           OrderStatus.rejected_min_notional)
+            continue
+        if status != OrderStatus.filled:
+            write_order_nb(buf, cnt, t, n, side * requested, side * add_abs, status)
+        increase_position_nb(n, side * add_abs, price, ins.taker_fee[n], FillReason.order, t,
+                             0.0, ps, cfg, acct, cnt, buf)
+        changed = True
+    return changed

@@ -1,0 +1,123 @@
+"""Maintenance requirement and account health per venue (DESIGN section 5), numba.
+
+The requirement is what a position must keep as margin balance before the venue liquidates:
+- binance: notional at mark * mmr - maint_amount (tier of the notional at mark), no fees;
+- okx: the same plus the taker fee on the notional at mark;
+- bybit: maintenance margin at entry value (tier of the entry notional).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from perpbt.enums import MarginMode, Venue
+from perpbt.margin import maint_margin_nb, tier_index_nb
+
+
+@njit(cache=True)
+def requirement_nb(venue, qty_abs, mark, entry, floor, mmr, amt, n_tiers, taker_fee):
+    """Maintenance requirement (quote) of one position under the venue's trigger."""
+    if qty_abs <= 0.0:
+        return 0.0
+    if venue == Venue.bybit:
+        return maint_margin_nb(qty_abs * entry, floor, mmr, amt, n_tiers)
+    notional = qty_abs * mark
+    req = maint_margin_nb(notional, floor, mmr, amt, n_tiers)
+    if venue == Venue.okx:
+        req += taker_fee * notional
+    return req
+
+
+@njit(cache=True)
+def position_requirement_nb(n, mark, ps, ins, cfg):
+    """requirement_nb for symbol n at ``mark`` with its tier table in force."""
+    d = ps.table[n]
+    return requirement_nb(cfg.venue, abs(ps.qty[n]), mark, ps.entry[n], ins.tier_floor[n, d],
+                          ins.tier_mmr[n, d], ins.tier_amt[n, d], ins.tier_count[n, d],
+                          ins.taker_fee[n])
+
+
+@njit(cache=True)
+def maint_margin_at_nb(n, mark, ps, ins):
+    """Maintenance margin (quote) of symbol n's position at ``mark`` (tier of the notional)."""
+    d = ps.table[n]
+    return maint_margin_nb(abs(ps.qty[n]) * mark, ins.tier_floor[n, d], ins.tier_mmr[n, d],
+                           ins.tier_amt[n, d], ins.tier_count[n, d])
+
+
+@njit(cache=True)
+def tier_at_nb(n, mark, ps, ins):
+    d = ps.table[n]
+    return tier_index_nb(ins.tier_floor[n, d], ins.tier_count[n, d], abs(ps.qty[n]) * mark)
+
+
+@njit(cache=True)
+def upnl_nb(n, mark, ps):
+    """Unrealized PnL (quote) of symbol n at ``mark``."""
+    q = ps.qty[n]
+    if q == 0.0:
+        return 0.0
+    return q * (mark - ps.entry[n])
+
+
+@njit(cache=True)
+def cross_health_nb(marks, wallet, ps, ins, cfg):
+    """wallet + sum(unrealized) - sum(requirement) at the given marks (cross account)."""
+    total = wallet
+    for n in range(ps.qty.shape[0]):
+        if ps.qty[n] != 0.0:
+            total += upnl_nb(n, marks[n], ps) - position_requirement_nb(n, marks[n], ps, ins, cfg)
+    return total
+
+
+@njit(cache=True)
+def isolated_health_nb(n, mark, ps, ins, cfg):
+    """Isolated margin + unrealized - requirement of symbol n at ``mark``."""
+    return ps.margin[n] + upnl_nb(n, mark, ps) - position_requirement_nb(n, mark, ps, ins, cfg)
+
+
+@njit(cache=True)
+def sum_margin_nb(ps):
+    total = 0.0
+    for n in range(ps.margin.shape[0]):
+        total += ps.margin[n]
+    return total
+
+
+@njit(cache=True)
+def equity_nb(marks, wallet, ps):
+    total = wallet
+    for n in range(ps.qty.shape[0]):
+        total += upnl_nb(n, marks[n], ps)
+    return total
+
+
+@njit(cache=True)
+def is_cross_nb(cfg):
+    return cfg.margin_mode == MarginMode.cross
+
+
+@njit(cache=True)
+def close_fee_rate_nb(n, ins, cfg):
+    """Close cost in the liquidation price with fees: clearance + taker (OKX: clearance)."""
+    if cfg.venue == Venue.okx:
+        return ins.clearance_fee[n]
+    return ins.clearance_fee[n] + ins.taker_fee[n]
+
+
+@njit(cache=True)
+def any_position_nb(ps):
+    for n in range(ps.qty.shape[0]):
+        if ps.qty[n] != 0.0:
+            return True
+    return False
+
+
+@njit(cache=True)
+def nan_safe_min(a, b):
+    if np.isnan(a):
+        return b
+    if np.isnan(b):
+        return a
+    return min(a, b)

@@ -1,0 +1,122 @@
+"""Engine inputs, mutable state and buffers as NamedTuples of numpy arrays (numba friendly).
+
+Shapes: T bars, N symbols, D dated tier tables per symbol, K tiers per table.
+Quantities in base units (signed: + long, - short), prices and money in quote.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+
+class MarketArrays(NamedTuple):
+    time_ms: np.ndarray        # (T,) int64 bar opens
+    open: np.ndarray           # (T, N) float64, last price
+    high: np.ndarray
+    low: np.ndarray
+    close: np.ndarray
+    volume: np.ndarray
+    mark_open: np.ndarray
+    mark_high: np.ndarray
+    mark_low: np.ndarray
+    mark_close: np.ndarray
+    funding_rate: np.ndarray   # NaN = no settlement on this bar
+    funding_covered: np.ndarray  # (T, N) bool
+
+
+class InstrumentArrays(NamedTuple):
+    lot_size: np.ndarray       # (N,) base units, 0 = no rounding
+    min_notional: np.ndarray   # (N,) quote
+    taker_fee: np.ndarray      # (N,) fraction of notional
+    clearance_fee: np.ndarray  # (N,) fraction of notional
+    table_since: np.ndarray    # (N, D) int64 ms; unused slots = int64 max
+    tier_count: np.ndarray     # (N, D) int64
+    tier_floor: np.ndarray     # (N, D, K)
+    tier_cap: np.ndarray
+    tier_mmr: np.ndarray
+    tier_amt: np.ndarray
+    max_notional: np.ndarray   # (N, D) largest notional whose tier allows the run's leverage
+
+
+class EngineConfig(NamedTuple):
+    margin_mode: int           # enums.MarginMode
+    venue: int                 # enums.Venue: liquidation formula and trigger
+    liq_policy: int            # enums.LiqPolicy (the core engine implements takeover)
+    intrabar: int              # enums.Intrabar
+    funding_mode: int          # enums.FundingMode
+    initial_capital: float     # quote
+    leverage: np.ndarray       # (N,) exchange leverage setting per symbol
+    stop_pct: np.ndarray       # (N,) stop distance from average entry, fraction; NaN = none
+    stop_trigger: int          # enums.PriceTrigger
+    take_pct: np.ndarray       # (N,) take-profit distance, fraction; NaN = none
+    take_trigger: int
+    record_bars: bool          # False = stats-only: skip (T, N) outputs
+
+
+class PositionState(NamedTuple):
+    qty: np.ndarray            # (N,) signed base units
+    entry: np.ndarray          # (N,) average entry price
+    margin: np.ndarray         # (N,) isolated margin, quote (0 in cross)
+    fees_outside: np.ndarray   # (N,) open fees paid from outside the isolated margin
+    last_target: np.ndarray    # (N,) last non-NaN target exposure (NaN = none yet)
+    liq_price: np.ndarray      # (N,) trigger liquidation price, without fees
+    liq_price_fees: np.ndarray  # (N,)
+    stop_level: np.ndarray     # (N,) NaN = none
+    take_level: np.ndarray
+    trade_id: np.ndarray       # (N,) int64 index of the open trade record, -1 = none
+    table: np.ndarray          # (N,) int64 dated tier table in force
+    tier: np.ndarray           # (N,) int64 tier of the notional at mark at the last close
+
+
+class Buffers(NamedTuple):
+    fills: np.ndarray          # fill_dt
+    orders: np.ndarray         # order_dt
+    funding: np.ndarray        # funding_dt
+    liqs: np.ndarray           # liq_dt
+    trades: np.ndarray         # trade_dt
+    wallet: np.ndarray         # (T,)
+    equity: np.ndarray         # (T,)
+    margin_used: np.ndarray    # (T,) isolated margins, or cross initial margin at mark
+    margin_ratio: np.ndarray   # (T,) maintenance / margin balance (account or worst position)
+    position: np.ndarray       # (T, N) or (0, N) when stats-only
+    entry_price: np.ndarray
+    liq_price: np.ndarray
+    liq_price_fees: np.ndarray
+    maint_margin: np.ndarray
+    iso_margin: np.ndarray
+
+
+# account scalars, indices into the float64 ``acct`` array
+A_WALLET = 0
+A_INSURANCE = 1       # insurance-fund ledger (quote, + = fund gained)
+A_CLEARANCE = 2       # clearance fees collected by the venue
+A_BUST = 3            # 1.0 once the account is bust
+A_EQUITY_OPEN = 4     # E used for sizing at this open
+N_ACCT = 5
+
+# counters, indices into the int64 ``cnt`` array
+C_FILLS = 0
+C_ORDERS = 1
+C_FUNDING = 2
+C_LIQS = 3
+C_TRADES = 4
+C_EVENTS = 5          # liquidation event ids
+C_SETTLEMENTS = 6     # settlements applied to open positions
+C_STOPS = 7           # stop-loss and take-profit fills
+C_TIER_CHANGES = 8    # changes of an open position's tier at the close
+C_ERROR = 9           # enums.ErrorCode
+C_ERROR_BAR = 10
+C_ERROR_SYMBOL = 11
+C_BUST_BAR = 12
+N_CNT = 13
+
+
+def new_position_state(n_symbols: int) -> PositionState:
+    f = lambda: np.zeros(n_symbols, dtype=np.float64)  # noqa: E731
+    nan = lambda: np.full(n_symbols, np.nan)  # noqa: E731
+    return PositionState(f(), f(), f(), f(), nan(), f(), f(), nan(), nan(),
+                         np.full(n_symbols, -1, dtype=np.int64),
+                         np.zeros(n_symbols, dtype=np.int64),
+                         np.full(n_symbols, -1, dtype=np.int64))

@@ -1,0 +1,188 @@
+"""Result: the engine's records as pandas, and stats.
+
+All money in quote currency; stats are fractions, not percent. Returns for Sharpe/Sortino are
+per-bar equity returns, annualised with the bar frequency (365.25 days a year, crypto trades
+every day).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from perpbt.engine.state import (A_BUST, A_CLEARANCE, A_INSURANCE, A_WALLET, C_BUST_BAR,
+                                 C_FILLS, C_FUNDING, C_LIQS, C_ORDERS, C_SETTLEMENTS, C_STOPS,
+                                 C_TIER_CHANGES, C_TRADES)
+from perpbt.enums import FillReason, LiqPolicy, OrderStatus
+
+YEAR_MS = 365.25 * 86_400_000
+STATS_KEYS = ("total_return", "cagr", "sharpe", "sortino", "max_drawdown", "calmar", "trades",
+              "win_rate", "fees_paid", "funding_paid", "liquidations", "min_liq_distance",
+              "stops_beyond_liq", "final_equity")
+
+
+def _names(enum) -> dict[int, str]:
+    return {int(v): k for k, v in zip(enum._fields, enum)}
+
+
+class Result:
+    """Outputs of one backtest. DataFrames are built lazily from the record arrays."""
+
+    def __init__(self, market, targets, settings, buf, acct, cnt, instruments, stats_only):
+        self.market = market
+        self.targets = targets
+        self.settings = settings
+        self.instruments = instruments
+        self.stats_only = stats_only
+        self._buf = buf
+        self._cnt = cnt
+        self.insurance_fund = float(acct[A_INSURANCE])
+        self.clearance_fees = float(acct[A_CLEARANCE])
+        self.final_wallet = float(acct[A_WALLET])
+        self.bust = bool(acct[A_BUST])
+        self.bust_bar = int(cnt[C_BUST_BAR]) if self.bust else None
+        self.counts = {"settlements": int(cnt[C_SETTLEMENTS]), "stops": int(cnt[C_STOPS]),
+                       "liquidations": int(cnt[C_LIQS]), "tier_changes": int(cnt[C_TIER_CHANGES]),
+                       "fills": int(cnt[C_FILLS]), "trades": int(cnt[C_TRADES])}
+        self._cache: dict[str, object] = {}
+
+    # ---- raw records (trimmed numpy structured arrays) -------------------------------------
+    @property
+    def fill_records(self) -> np.ndarray:
+        return self._buf.fills[: self._cnt[C_FILLS]]
+
+    @property
+    def trade_records(self) -> np.ndarray:
+        return self._buf.trades[: self._cnt[C_TRADES]]
+
+    @property
+    def liq_records(self) -> np.ndarray:
+        return self._buf.liqs[: self._cnt[C_LIQS]]
+
+    @property
+    def funding_records(self) -> np.ndarray:
+        return self._buf.funding[: self._cnt[C_FUNDING]]
+
+    @property
+    def order_records(self) -> np.ndarray:
+        return self._buf.orders[: self._cnt[C_ORDERS]]
+
+    # ---- pandas -----------------------------------------------------------------------------
+    def _frame(self, records: np.ndarray, time_cols=("bar",)) -> pd.DataFrame:
+        df = pd.DataFrame.from_records(records) if len(records) else pd.DataFrame(
+            {name: pd.Series(dtype=records.dtype[name]) for name in records.dtype.names})
+        syms = np.array(self.market.symbols, dtype=object)
+        if "symbol" in df:
+            df["symbol"] = syms[df["symbol"].to_numpy(dtype=np.int64)] if len(df) else df["symbol"]
+        for col in time_cols:
+            if col in df:
+                bars = df[col].to_numpy(dtype=np.int64)
+                valid = bars >= 0
+                times = np.full(len(df), np.datetime64("NaT"), dtype="datetime64[ms]")
+                times[valid] = self.market.time_ms[bars[valid]].astype("datetime64[ms]")
+                df[col.replace("bar", "time")] = pd.to_datetime(times).tz_localize("UTC")
+        return df
+
+    @property
+    def equity(self) -> pd.DataFrame:
+        """Per bar: wallet, equity, margin_used, margin_ratio, and per symbol position,
+        entry, both liquidation prices, maintenance margin and isolated margin."""
+        if "equity" not in self._cache:
+            b = self._buf
+            cols = {"wallet": b.wallet, "equity": b.equity, "margin_used": b.margin_used,
+                    "margin_ratio": b.margin_ratio}
+            if not self.stats_only:
+                for n, sym in enumerate(self.market.symbols):
+                    cols[f"{sym}:position"] = b.position[:, n]
+                    cols[f"{sym}:entry_price"] = b.entry_price[:, n]
+                    cols[f"{sym}:liq_price"] = b.liq_price[:, n]
+                    cols[f"{sym}:liq_price_fees"] = b.liq_price_fees[:, n]
+                    cols[f"{sym}:maint_margin"] = b.maint_margin[:, n]
+                    cols[f"{sym}:isolated_margin"] = b.iso_margin[:, n]
+            self._cache["equity"] = pd.DataFrame(cols, index=self.market.index)
+        return self._cache["equity"]
+
+    @property
+    def fills(self) -> pd.DataFrame:
+        df = self._frame(self.fill_records)
+        df["reason"] = df["reason"].map(_names(FillReason))
+        return df
+
+    @property
+    def orders(self) -> pd.DataFrame:
+        """Orders that were cut or rejected (plain fills are in ``fills``)."""
+        df = self._frame(self.order_records)
+        df["status"] = df["status"].map(_names(OrderStatus))
+        return df
+
+    @property
+    def trades(self) -> pd.DataFrame:
+        df = self._frame(self.trade_records, ("entry_bar", "exit_bar"))
+        df["exit_reason"] = df["exit_reason"].map({**_names(FillReason), -1: "open"})
+        df["net_pnl"] = df["pnl"] - df["fees"] + df["funding"]
+        df["liq_gap"] = (df["liq_price_fees"] - df["liq_price"]).abs()
+        df["liq_gap_pct"] = df["liq_gap"] / df["entry_price"]
+        for col in ("stop_beyond_liq", "beyond_bankruptcy", "liquidated"):
+            df[col] = df[col].astype(bool)
+        return df
+
+    @property
+    def liquidations(self) -> pd.DataFrame:
+        df = self._frame(self.liq_records)
+        df["policy"] = df["policy"].map(_names(LiqPolicy))
+        return df
+
+    @property
+    def funding(self) -> pd.DataFrame:
+        return self._frame(self.funding_records)
+
+    # ---- stats ------------------------------------------------------------------------------
+    def stats(self) -> pd.Series:
+        """Summary statistics; returns and drawdowns are fractions."""
+        eq = self._buf.equity
+        start = float(self.settings["initial_capital"])
+        final = float(eq[-1]) if len(eq) else start
+        prev = np.concatenate(([start], eq[:-1]))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            rets = np.where(prev > 0, eq / prev - 1.0, 0.0)
+        bars_per_year = YEAR_MS / self.market.timeframe_ms
+        years = len(eq) / bars_per_year
+        total = final / start - 1.0
+        cagr = (max(final, 0.0) / start) ** (1.0 / years) - 1.0 if years > 0 else np.nan
+        sd = rets.std()
+        downside = np.sqrt(np.mean(np.minimum(rets, 0.0) ** 2))
+        sharpe = rets.mean() / sd * np.sqrt(bars_per_year) if sd > 0 else np.nan
+        sortino = rets.mean() / downside * np.sqrt(bars_per_year) if downside > 0 else np.nan
+        peak = np.maximum.accumulate(np.concatenate(([start], eq)))
+        dd = float(np.max(1.0 - np.concatenate(([start], eq)) / peak)) if len(eq) else 0.0
+        trades = self.trade_records
+        closed = trades[trades["exit_bar"] >= 0]
+        net = closed["pnl"] - closed["fees"] + closed["funding"]
+        dist = trades["min_liq_distance"]
+        dist = dist[np.isfinite(dist)]
+        out = {
+            "total_return": total,
+            "cagr": cagr,
+            "sharpe": sharpe,
+            "sortino": sortino,
+            "max_drawdown": dd,
+            "calmar": cagr / dd if dd > 0 else np.nan,
+            "trades": int(len(trades)),
+            "win_rate": float(np.mean(net > 0)) if len(closed) else np.nan,
+            "fees_paid": float(self.fill_records["fee"].sum()),
+            "funding_paid": float(-self.funding_records["payment"].sum()),
+            "liquidations": int(len(self.liq_records)),
+            "min_liq_distance": float(dist.min()) if len(dist) else np.nan,
+            "stops_beyond_liq": int(trades["stop_beyond_liq"].sum()),
+            "final_equity": final,
+            "insurance_fund_change": self.insurance_fund,
+            "clearance_fees": self.clearance_fees,
+            "bust": self.bust,
+        }
+        return pd.Series(out, name="stats", dtype=object)
+
+    def __repr__(self) -> str:
+        s = self.settings
+        return (f"<Result {s['venue']} {s['margin']} lev={s['leverage']} bars={len(self._buf.equity)} "
+                f"trades={self.counts['trades']} liquidations={self.counts['liquidations']} "
+                f"final_equity={self._buf.equity[-1]:.2f}>")
