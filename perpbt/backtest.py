@@ -16,8 +16,8 @@ from perpbt import dtypes
 from perpbt.engine.loop import run_nb
 from perpbt.engine.state import (C_ERROR, C_ERROR_BAR, C_ERROR_SYMBOL, N_ACCT, N_CNT, Buffers,
                                  EngineConfig, InstrumentArrays, MarketArrays,
-                                 new_position_state)
-from perpbt.enums import (ErrorCode, FundingMode, Intrabar, LiqPolicy, MarginMode, Venue,
+                                 new_position_state, new_scratch)
+from perpbt.enums import (ErrorCode, FundingMode, Intrabar, LiqPolicy, MarginMode,
                           parse_enum)
 from perpbt.instruments import Instrument
 from perpbt.result import Result
@@ -168,15 +168,16 @@ def allocate_buffers(values: np.ndarray, mkt: MarketArrays, record_bars: bool) -
     fill_cap = 3 * changes + 4 * n_sym + 16
     shape = (n_bars, n_sym) if record_bars else (0, n_sym)
     bar = lambda: np.full(shape, np.nan)  # noqa: E731
+    zero = lambda: np.zeros(shape)  # noqa: E731
     return Buffers(
         fills=np.zeros(fill_cap, dtype=dtypes.fill_dt),
         orders=np.zeros(changes + n_sym + 16, dtype=dtypes.order_dt),
         funding=np.zeros(n_settle + 16, dtype=dtypes.funding_dt),
         liqs=np.zeros(changes + n_sym + 16, dtype=dtypes.liq_dt),
-        trades=np.zeros(changes + n_sym + 16, dtype=dtypes.trade_dt),
+        trades=np.zeros(fill_cap, dtype=dtypes.trade_dt),
         wallet=np.zeros(n_bars), equity=np.zeros(n_bars), margin_used=np.zeros(n_bars),
-        margin_ratio=np.zeros(n_bars), position=bar(), entry_price=bar(), liq_price=bar(),
-        liq_price_fees=bar(), maint_margin=bar(), iso_margin=bar())
+        margin_ratio=np.zeros(n_bars), position=zero(), entry_price=bar(), liq_price=bar(),
+        liq_price_fees=bar(), maint_margin=zero(), iso_margin=zero())
 
 
 def backtest(market, strategy_or_targets, *, venue: str = "binance", margin: str = "isolated",
@@ -220,12 +221,15 @@ def backtest(market, strategy_or_targets, *, venue: str = "binance", margin: str
     ps = new_position_state(market.n_symbols)
     acct = np.zeros(N_ACCT)
     cnt = np.zeros(N_CNT, dtype=np.int64)
-    run_nb(mkt, ins, cfg, np.ascontiguousarray(values), ps, acct, cnt, buf)
+    run_nb(mkt, ins, cfg, np.ascontiguousarray(values), ps, acct, cnt, buf,
+           new_scratch(market.n_symbols, ins.tier_floor.shape[2]))
     if cnt[C_ERROR] == ErrorCode.funding_uncovered:
         t, n = int(cnt[C_ERROR_BAR]), int(cnt[C_ERROR_SYMBOL])
         raise ValueError(f"{market.symbols[n]}: a position is open at {_iso(market, t)} (bar {t}) "
                          f"outside the funding_rate coverage; pass funding='zero' to treat "
                          f"uncovered bars as paying no funding")
+    if cnt[C_ERROR] == ErrorCode.capacity:
+        raise RuntimeError("perpbt bug: a record buffer was too small; please report this run")
     settings = dict(venue=venue, margin=margin, leverage=leverage, liquidation=policy_name,
                     initial_capital=float(initial_capital), intrabar=intrabar,
                     stop=stop, take=take)

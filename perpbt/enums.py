@@ -100,6 +100,7 @@ class _ErrorCode(NamedTuple):
 
     none: int = 0
     funding_uncovered: int = 1  # a position open on a bar without funding coverage
+    capacity: int = 2  # a record buffer was too small (a bug in the capacity estimate)
 
 
 ErrorCode = _ErrorCode()

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping, Sequence, Union
 
 import numpy as np
-from numba import njit
+from perpbt._jit import jit_nb
 
 from perpbt.enums import Side, Venue, parse_enum
 from perpbt.instruments import TierTable, load_tiers
@@ -47,7 +47,7 @@ TiersLike = Union[Sequence[Mapping[str, Any]], TierTable]
 
 # ----------------------------------------------------------------------------- numba kernels
 
-@njit(cache=True)
+@jit_nb
 def tier_index_nb(floor, n_tiers, notional):
     """Index of the tier of ``notional`` (quote): the largest i < n_tiers with floor[i] <= it.
 
@@ -64,7 +64,7 @@ def tier_index_nb(floor, n_tiers, notional):
     return i
 
 
-@njit(cache=True)
+@jit_nb
 def maint_margin_nb(notional, floor, mmr, maint_amount, n_tiers):
     """Maintenance margin (quote) = notional * mmr[i] - maint_amount[i], i the tier of notional.
 
@@ -75,7 +75,7 @@ def maint_margin_nb(notional, floor, mmr, maint_amount, n_tiers):
     return notional * mmr[i] - maint_amount[i]
 
 
-@njit(cache=True)
+@jit_nb
 def _price_coef_nb(venue, mmr, taker_fee, close_fee_rate):
     """k: the part of the requirement proportional to the notional at the price P."""
     if venue == Venue.bybit:
@@ -85,7 +85,7 @@ def _price_coef_nb(venue, mmr, taker_fee, close_fee_rate):
     return mmr + close_fee_rate
 
 
-@njit(cache=True)
+@jit_nb
 def liq_price_one_tier_nb(side, qty, entry, margin, mmr, maint_amount, venue, other_mm,
                           other_upnl, taker_fee, close_fee_rate):
     """Liquidation price (quote) for one fixed tier (mmr, maint_amount); qty > 0 base units.
@@ -113,7 +113,7 @@ def liq_price_one_tier_nb(side, qty, entry, margin, mmr, maint_amount, venue, ot
     return p
 
 
-@njit(cache=True)
+@jit_nb
 def _side_gap_at_floor_nb(side, qty, entry, a, floor_i, mmr_i, amt_i, venue, taker_fee,
                           close_fee_rate):
     """side * (equity - requirement) at the price where qty * P = floor_i (binance / okx).
@@ -126,7 +126,7 @@ def _side_gap_at_floor_nb(side, qty, entry, a, floor_i, mmr_i, amt_i, venue, tak
     return side * gap
 
 
-@njit(cache=True)
+@jit_nb
 def liq_price_nb(side, qty, entry, margin, floor, cap, mmr, maint_amount, n_tiers, venue,
                  other_mm, other_upnl, taker_fee, close_fee_rate):
     """Tier-self-consistent liquidation price (quote); qty > 0 base units.
@@ -167,7 +167,7 @@ def liq_price_nb(side, qty, entry, margin, floor, cap, mmr, maint_amount, n_tier
     return p
 
 
-@njit(cache=True)
+@jit_nb
 def bankruptcy_price_nb(side, qty, entry, margin, other_upnl):
     """Price (quote) where margin + other_upnl is exhausted: entry - side*(margin+other_upnl)/qty.
 
@@ -181,7 +181,7 @@ def bankruptcy_price_nb(side, qty, entry, margin, other_upnl):
     return p
 
 
-@njit(cache=True)
+@jit_nb
 def funding_payment_nb(side, qty, mark, rate):
     """Funding received (quote, negative = paid): -side * qty * mark * rate.
 

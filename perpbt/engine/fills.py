@@ -10,7 +10,7 @@ The fill price is given (the core engine is frictionless; the execution model su
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from perpbt._jit import jit_nb
 
 from perpbt.engine.records import (add_to_trade_nb, finish_trade_nb, open_trade_nb,
                                    reduce_trade_nb, write_fill_nb)
@@ -18,7 +18,7 @@ from perpbt.engine.requirements import is_cross_nb, sum_margin_nb
 from perpbt.engine.state import A_WALLET
 
 
-@njit(cache=True)
+@jit_nb
 def set_exit_levels_nb(n, ps, cfg, buf):
     """Stop and take-profit levels from the average entry price (fractions of it)."""
     q = ps.qty[n]
@@ -34,7 +34,7 @@ def set_exit_levels_nb(n, ps, cfg, buf):
         buf.trades[tid]["stop_price"] = ps.stop_level[n]
 
 
-@njit(cache=True)
+@jit_nb
 def reduce_position_nb(n, closed_abs, price, fee_rate, reason, bar, s, ps, cfg, acct, cnt, buf):
     """Close ``closed_abs`` base units of symbol n at ``price``; returns the realized PnL."""
     q = ps.qty[n]
@@ -77,7 +77,7 @@ def reduce_position_nb(n, closed_abs, price, fee_rate, reason, bar, s, ps, cfg, 
     return realized
 
 
-@njit(cache=True)
+@jit_nb
 def increase_position_nb(n, add_signed, price, fee_rate, reason, bar, s, ps, cfg, acct, cnt,
                          buf):
     """Add ``add_signed`` base units (same side as the position, or from flat) at ``price``."""

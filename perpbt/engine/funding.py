@@ -9,7 +9,7 @@ goes to the free balance.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from perpbt._jit import jit_nb
 
 from perpbt.engine.records import write_funding_nb
 from perpbt.engine.requirements import is_cross_nb, sum_margin_nb
@@ -19,7 +19,7 @@ from perpbt.enums import ErrorCode, FundingMode
 from perpbt.margin import funding_payment_nb
 
 
-@njit(cache=True)
+@jit_nb
 def settle_funding_nb(t, mkt, ps, cfg, acct, cnt, buf):
     """Apply bar t's settlements; returns True when the margin or wallet changed."""
     changed = False

@@ -16,7 +16,7 @@ there and the first crossing solved exactly inside its linear piece.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from perpbt._jit import jit_nb
 
 from perpbt.engine.fills import reduce_position_nb
 from perpbt.engine.liquidation import (liquidate_cross_nb, liquidate_isolated_nb,
@@ -32,7 +32,7 @@ EV_TAKE = 2
 TIE = 1e-9
 
 
-@njit(cache=True)
+@jit_nb
 def build_path_nb(t, mkt, ps, cfg, last_path, mark_path):
     """Per-symbol last and mark paths (N, 4) of bar t: O, X1, X2, C."""
     for n in range(ps.qty.shape[0]):
@@ -59,7 +59,7 @@ def build_path_nb(t, mkt, ps, cfg, last_path, mark_path):
             mark_path[n, 2] = mkt.mark_low[t, n]
 
 
-@njit(cache=True)
+@jit_nb
 def price_at_nb(path, n, s):
     """Price of symbol n's path at bar-time s."""
     k = int(s)
@@ -69,13 +69,13 @@ def price_at_nb(path, n, s):
     return a + (s - k) * (path[n, k + 1] - a)
 
 
-@njit(cache=True)
+@jit_nb
 def marks_at_nb(mark_path, s, marks):
     for n in range(marks.shape[0]):
         marks[n] = price_at_nb(mark_path, n, s)
 
 
-@njit(cache=True)
+@jit_nb
 def crossing_nb(path, n, k, s_cur, s_end, level, direction):
     """First s in [s_cur, s_end] of segment k where the path reaches ``level``.
 
@@ -97,7 +97,19 @@ def crossing_nb(path, n, k, s_cur, s_end, level, direction):
     return np.inf, np.nan, False
 
 
-@njit(cache=True)
+@jit_nb
+def insertion_sort_nb(values, count):
+    """Sort values[:count] in place (a handful of kink times; no allocation)."""
+    for i in range(1, count):
+        v = values[i]
+        j = i - 1
+        while j >= 0 and values[j] > v:
+            values[j + 1] = values[j]
+            j -= 1
+        values[j + 1] = v
+
+
+@jit_nb
 def cross_event_nb(k, s_cur, s_end, mark_path, ps, ins, cfg, wallet, marks, kinks):
     """First s in [s_cur, s_end] where the cross account reaches its requirement (inf: none)."""
     marks_at_nb(mark_path, s_cur, marks)
@@ -122,10 +134,10 @@ def cross_event_nb(k, s_cur, s_end, mark_path, ps, ins, cfg, wallet, marks, kink
                     nk += 1
     kinks[nk] = s_end
     nk += 1
-    pts = np.sort(kinks[:nk])
+    insertion_sort_nb(kinks, nk)
     s_prev = s_cur
     for i in range(nk):
-        s_i = pts[i]
+        s_i = kinks[i]
         marks_at_nb(mark_path, s_i, marks)
         g_i = cross_health_nb(marks, wallet, ps, ins, cfg)
         if g_i <= 0.0:
@@ -135,7 +147,7 @@ def cross_event_nb(k, s_cur, s_end, mark_path, ps, ins, cfg, wallet, marks, kink
     return np.inf
 
 
-@njit(cache=True)
+@jit_nb
 def _better(s, kind, n, best_s, best_kind, best_n):
     if s < best_s - TIE:
         return True
@@ -146,7 +158,7 @@ def _better(s, kind, n, best_s, best_kind, best_n):
     return n < best_n
 
 
-@njit(cache=True)
+@jit_nb
 def walk_nb(t, s_from, s_to, mkt, ps, ins, cfg, acct, cnt, buf, last_path, mark_path, marks,
             kinks):
     """Fire every event of bar t between s_from and s_to in time order; returns events fired."""
@@ -155,6 +167,12 @@ def walk_nb(t, s_from, s_to, mkt, ps, ins, cfg, acct, cnt, buf, last_path, mark_
     s_cur = s_from
     fired = 0
     while True:
+        n_open = 0
+        for n in range(n_sym):
+            if ps.qty[n] != 0.0:
+                n_open += 1
+        if n_open == 0:  # nothing left that can fire
+            break
         k = min(int(s_cur), 2)
         s_end = min(float(k + 1), s_to)
         best_s = np.inf

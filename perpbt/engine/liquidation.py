@@ -10,7 +10,7 @@ isolated margin, or of the cross equity, so user loss = -upnl at trigger + X.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from perpbt._jit import jit_nb
 
 from perpbt.engine.records import close_trade_nb, write_fill_nb, write_liq_nb
 from perpbt.engine.requirements import (close_fee_rate_nb, is_cross_nb, position_requirement_nb,
@@ -20,7 +20,7 @@ from perpbt.enums import FillReason
 from perpbt.margin import bankruptcy_price_nb, liq_price_nb
 
 
-@njit(cache=True)
+@jit_nb
 def _liq_price_for_nb(n, margin, other_mm, other_upnl, close_fee_rate, ps, ins, cfg):
     q = ps.qty[n]
     d = ps.table[n]
@@ -31,7 +31,7 @@ def _liq_price_for_nb(n, margin, other_mm, other_upnl, close_fee_rate, ps, ins, 
                         ins.taker_fee[n], close_fee_rate)
 
 
-@njit(cache=True)
+@jit_nb
 def refresh_liq_prices_nb(marks, ps, ins, cfg, wallet):
     """Both liquidation prices of every open position (others held at ``marks`` in cross).
 
@@ -73,7 +73,7 @@ def refresh_liq_prices_nb(marks, ps, ins, cfg, wallet):
                                                      0.0, 0.0, cfr, ps, ins, cfg)
 
 
-@njit(cache=True)
+@jit_nb
 def _takeover_one_nb(n, bar, s, trigger_mark, share, event_id, ps, ins, cfg, acct, cnt, buf):
     """Close symbol n at its bankruptcy price; ``share`` is the margin balance it loses."""
     q = ps.qty[n]
@@ -105,7 +105,7 @@ def _takeover_one_nb(n, bar, s, trigger_mark, share, event_id, ps, ins, cfg, acc
     ps.take_level[n] = np.nan
 
 
-@njit(cache=True)
+@jit_nb
 def liquidate_isolated_nb(n, bar, s, trigger_mark, ps, ins, cfg, acct, cnt, buf):
     """Takeover of one isolated position: the user loses exactly its margin."""
     cnt[C_EVENTS] += 1
@@ -121,7 +121,7 @@ def liquidate_isolated_nb(n, bar, s, trigger_mark, ps, ins, cfg, acct, cnt, buf)
     return margin
 
 
-@njit(cache=True)
+@jit_nb
 def liquidate_cross_nb(bar, s, marks, ps, ins, cfg, acct, cnt, buf):
     """Takeover of the whole cross account at the trigger marks.
 

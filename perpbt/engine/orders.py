@@ -13,7 +13,7 @@ below the minimum notional. The core engine fills at the open (frictionless).
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from perpbt._jit import jit_nb
 
 from perpbt.engine.fills import increase_position_nb, reduce_position_nb
 from perpbt.engine.records import write_order_nb
@@ -22,7 +22,7 @@ from perpbt.engine.state import A_BUST, A_EQUITY_OPEN, A_WALLET
 from perpbt.enums import FillReason, OrderStatus
 
 
-@njit(cache=True)
+@jit_nb
 def round_to_lot_nb(qty_abs, lot):
     """Round an absolute quantity toward zero to a multiple of ``lot`` (0 = no rounding)."""
     if lot <= 0.0:
@@ -31,7 +31,7 @@ def round_to_lot_nb(qty_abs, lot):
     return steps * lot
 
 
-@njit(cache=True)
+@jit_nb
 def desired_positions_nb(t, targets, mkt, ps, ins, acct, want, has_order):
     """Fill ``want`` with the target positions of the orders sent at t's open."""
     any_order = False
@@ -52,7 +52,7 @@ def desired_positions_nb(t, targets, mkt, ps, ins, acct, want, has_order):
     return any_order
 
 
-@njit(cache=True)
+@jit_nb
 def _initial_margin_nb(t, mkt, ps, cfg):
     total = 0.0
     for j in range(ps.qty.shape[0]):
@@ -60,7 +60,7 @@ def _initial_margin_nb(t, mkt, ps, cfg):
     return total
 
 
-@njit(cache=True)
+@jit_nb
 def _capped_increase_nb(t, n, add_abs, price, mkt, ps, ins, cfg, acct):
     """The increase after the tier and balance caps, and the status naming the binding cap."""
     status = OrderStatus.filled
@@ -79,7 +79,7 @@ def _capped_increase_nb(t, n, add_abs, price, mkt, ps, ins, cfg, acct):
     return add_abs, status
 
 
-@njit(cache=True)
+@jit_nb
 def execute_orders_nb(t, targets, mkt, ps, ins, cfg, acct, cnt, buf, want, has_order):
     """Send the orders of bar t's open; returns True when any position changed."""
     if not desired_positions_nb(t, targets, mkt, ps, ins, acct, want, has_order):

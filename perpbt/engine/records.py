@@ -1,22 +1,26 @@
 """Writers of the preallocated record arrays (dtypes in perpbt.dtypes), numba.
 
-Capacities are computed before the run from the targets (see backtest.py); a writer that
-would overflow raises, which signals a capacity bug, never silent truncation.
+Capacities are computed before the run from the targets (see backtest.py). A writer that
+would overflow sets ``ErrorCode.capacity`` and writes nothing; backtest() raises on it, so a
+capacity bug is loud, never a silent truncation. (No ``raise`` here: a kernel that can raise is
+an opaque call in the per-bar path.)
 """
 
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from perpbt._jit import jit_nb
 
-from perpbt.engine.state import C_FILLS, C_FUNDING, C_LIQS, C_ORDERS, C_TRADES
+from perpbt.engine.state import C_ERROR, C_FILLS, C_FUNDING, C_LIQS, C_ORDERS, C_TRADES
+from perpbt.enums import ErrorCode
 
 
-@njit(cache=True)
+@jit_nb
 def write_fill_nb(buf, cnt, bar, n, s, dq, price, fee, realized, reason, beyond, tid, pos_after):
     i = cnt[C_FILLS]
     if i >= buf.fills.shape[0]:
-        raise RuntimeError("fill record capacity exceeded")
+        cnt[C_ERROR] = ErrorCode.capacity
+        return
     r = buf.fills[i]
     r["bar"] = bar
     r["symbol"] = n
@@ -32,11 +36,12 @@ def write_fill_nb(buf, cnt, bar, n, s, dq, price, fee, realized, reason, beyond,
     cnt[C_FILLS] = i + 1
 
 
-@njit(cache=True)
+@jit_nb
 def write_order_nb(buf, cnt, bar, n, requested, filled, status):
     i = cnt[C_ORDERS]
     if i >= buf.orders.shape[0]:
-        raise RuntimeError("order record capacity exceeded")
+        cnt[C_ERROR] = ErrorCode.capacity
+        return
     r = buf.orders[i]
     r["bar"] = bar
     r["symbol"] = n
@@ -46,11 +51,12 @@ def write_order_nb(buf, cnt, bar, n, requested, filled, status):
     cnt[C_ORDERS] = i + 1
 
 
-@njit(cache=True)
+@jit_nb
 def write_funding_nb(buf, cnt, bar, n, qty, mark, rate, payment):
     i = cnt[C_FUNDING]
     if i >= buf.funding.shape[0]:
-        raise RuntimeError("funding record capacity exceeded")
+        cnt[C_ERROR] = ErrorCode.capacity
+        return
     r = buf.funding[i]
     r["bar"] = bar
     r["symbol"] = n
@@ -61,12 +67,13 @@ def write_funding_nb(buf, cnt, bar, n, qty, mark, rate, payment):
     cnt[C_FUNDING] = i + 1
 
 
-@njit(cache=True)
+@jit_nb
 def write_liq_nb(buf, cnt, event_id, bar, n, s, trigger_mark, lp, lpf, bp, qty, avg_fill,
                  clearance_fee, user_loss, insurance_change, upnl, bars, policy):
     i = cnt[C_LIQS]
     if i >= buf.liqs.shape[0]:
-        raise RuntimeError("liquidation record capacity exceeded")
+        cnt[C_ERROR] = ErrorCode.capacity
+        return
     r = buf.liqs[i]
     r["event_id"] = event_id
     r["bar"] = bar
@@ -87,11 +94,12 @@ def write_liq_nb(buf, cnt, event_id, bar, n, s, trigger_mark, lp, lpf, bp, qty, 
     cnt[C_LIQS] = i + 1
 
 
-@njit(cache=True)
+@jit_nb
 def open_trade_nb(buf, cnt, n, side, bar):
     i = cnt[C_TRADES]
     if i >= buf.trades.shape[0]:
-        raise RuntimeError("trade record capacity exceeded")
+        cnt[C_ERROR] = ErrorCode.capacity
+        return i - 1
     r = buf.trades[i]
     r["trade_id"] = i
     r["symbol"] = n
@@ -119,7 +127,7 @@ def open_trade_nb(buf, cnt, n, side, bar):
     return i
 
 
-@njit(cache=True)
+@jit_nb
 def add_to_trade_nb(buf, tid, qty_abs_after, add_qty, price, fee):
     r = buf.trades[tid]
     r["entry_value"] += add_qty * price
@@ -128,7 +136,7 @@ def add_to_trade_nb(buf, tid, qty_abs_after, add_qty, price, fee):
         r["qty"] = qty_abs_after
 
 
-@njit(cache=True)
+@jit_nb
 def reduce_trade_nb(buf, tid, closed_qty, price, realized, fee):
     r = buf.trades[tid]
     r["closed_qty"] += closed_qty
@@ -137,7 +145,7 @@ def reduce_trade_nb(buf, tid, closed_qty, price, realized, fee):
     r["fees"] += fee
 
 
-@njit(cache=True)
+@jit_nb
 def finish_trade_nb(buf, tid, bar, reason, liquidated):
     r = buf.trades[tid]
     r["exit_bar"] = bar
@@ -149,7 +157,7 @@ def finish_trade_nb(buf, tid, bar, reason, liquidated):
         r["min_liq_distance"] = 0.0
 
 
-@njit(cache=True)
+@jit_nb
 def close_trade_nb(buf, cnt, tid, bar, closed_qty, price, realized, fee, reason, liquidated):
     reduce_trade_nb(buf, tid, closed_qty, price, realized, fee)
     finish_trade_nb(buf, tid, bar, reason, liquidated)

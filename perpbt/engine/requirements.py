@@ -9,13 +9,13 @@ The requirement is what a position must keep as margin balance before the venue 
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from perpbt._jit import jit_nb
 
 from perpbt.enums import MarginMode, Venue
 from perpbt.margin import maint_margin_nb, tier_index_nb
 
 
-@njit(cache=True)
+@jit_nb
 def requirement_nb(venue, qty_abs, mark, entry, floor, mmr, amt, n_tiers, taker_fee):
     """Maintenance requirement (quote) of one position under the venue's trigger."""
     if qty_abs <= 0.0:
@@ -29,7 +29,7 @@ def requirement_nb(venue, qty_abs, mark, entry, floor, mmr, amt, n_tiers, taker_
     return req
 
 
-@njit(cache=True)
+@jit_nb
 def position_requirement_nb(n, mark, ps, ins, cfg):
     """requirement_nb for symbol n at ``mark`` with its tier table in force."""
     d = ps.table[n]
@@ -38,7 +38,7 @@ def position_requirement_nb(n, mark, ps, ins, cfg):
                           ins.taker_fee[n])
 
 
-@njit(cache=True)
+@jit_nb
 def maint_margin_at_nb(n, mark, ps, ins):
     """Maintenance margin (quote) of symbol n's position at ``mark`` (tier of the notional)."""
     d = ps.table[n]
@@ -46,13 +46,13 @@ def maint_margin_at_nb(n, mark, ps, ins):
                            ins.tier_amt[n, d], ins.tier_count[n, d])
 
 
-@njit(cache=True)
+@jit_nb
 def tier_at_nb(n, mark, ps, ins):
     d = ps.table[n]
     return tier_index_nb(ins.tier_floor[n, d], ins.tier_count[n, d], abs(ps.qty[n]) * mark)
 
 
-@njit(cache=True)
+@jit_nb
 def upnl_nb(n, mark, ps):
     """Unrealized PnL (quote) of symbol n at ``mark``."""
     q = ps.qty[n]
@@ -61,7 +61,7 @@ def upnl_nb(n, mark, ps):
     return q * (mark - ps.entry[n])
 
 
-@njit(cache=True)
+@jit_nb
 def cross_health_nb(marks, wallet, ps, ins, cfg):
     """wallet + sum(unrealized) - sum(requirement) at the given marks (cross account)."""
     total = wallet
@@ -71,13 +71,13 @@ def cross_health_nb(marks, wallet, ps, ins, cfg):
     return total
 
 
-@njit(cache=True)
+@jit_nb
 def isolated_health_nb(n, mark, ps, ins, cfg):
     """Isolated margin + unrealized - requirement of symbol n at ``mark``."""
     return ps.margin[n] + upnl_nb(n, mark, ps) - position_requirement_nb(n, mark, ps, ins, cfg)
 
 
-@njit(cache=True)
+@jit_nb
 def sum_margin_nb(ps):
     total = 0.0
     for n in range(ps.margin.shape[0]):
@@ -85,7 +85,7 @@ def sum_margin_nb(ps):
     return total
 
 
-@njit(cache=True)
+@jit_nb
 def equity_nb(marks, wallet, ps):
     total = wallet
     for n in range(ps.qty.shape[0]):
@@ -93,12 +93,12 @@ def equity_nb(marks, wallet, ps):
     return total
 
 
-@njit(cache=True)
+@jit_nb
 def is_cross_nb(cfg):
     return cfg.margin_mode == MarginMode.cross
 
 
-@njit(cache=True)
+@jit_nb
 def close_fee_rate_nb(n, ins, cfg):
     """Close cost in the liquidation price with fees: clearance + taker (OKX: clearance)."""
     if cfg.venue == Venue.okx:
@@ -106,7 +106,7 @@ def close_fee_rate_nb(n, ins, cfg):
     return ins.clearance_fee[n] + ins.taker_fee[n]
 
 
-@njit(cache=True)
+@jit_nb
 def any_position_nb(ps):
     for n in range(ps.qty.shape[0]):
         if ps.qty[n] != 0.0:
@@ -114,7 +114,7 @@ def any_position_nb(ps):
     return False
 
 
-@njit(cache=True)
+@jit_nb
 def nan_safe_min(a, b):
     if np.isnan(a):
         return b

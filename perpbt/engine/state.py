@@ -88,6 +88,23 @@ class Buffers(NamedTuple):
     iso_margin: np.ndarray
 
 
+class Scratch(NamedTuple):
+    """Work arrays of the loop, allocated once in Python (kernels run without NRT)."""
+
+    last_path: np.ndarray      # (N, 4) O, X1, X2, C of last
+    mark_path: np.ndarray      # (N, 4) the same of mark
+    marks: np.ndarray          # (N,) marks at the current bar-time
+    kinks: np.ndarray          # (N * K + 1,) bar-times of tier-floor crossings
+    want: np.ndarray           # (N,) target positions of this open's orders
+    has_order: np.ndarray      # (N,) bool
+
+
+def new_scratch(n_symbols: int, n_tiers: int) -> Scratch:
+    return Scratch(np.zeros((n_symbols, 4)), np.zeros((n_symbols, 4)), np.zeros(n_symbols),
+                   np.zeros(n_symbols * n_tiers + 1), np.zeros(n_symbols),
+                   np.zeros(n_symbols, dtype=np.bool_))
+
+
 # account scalars, indices into the float64 ``acct`` array
 A_WALLET = 0
 A_INSURANCE = 1       # insurance-fund ledger (quote, + = fund gained)
