@@ -47,7 +47,7 @@ TiersLike = Union[Sequence[Mapping[str, Any]], TierTable]
 
 # ----------------------------------------------------------------------------- numba kernels
 
-@jit_nb
+@jit_nb(inline="always")
 def tier_index_nb(floor, n_tiers, notional):
     """Index of the tier of ``notional`` (quote): the largest i < n_tiers with floor[i] <= it.
 
@@ -64,7 +64,7 @@ def tier_index_nb(floor, n_tiers, notional):
     return i
 
 
-@jit_nb
+@jit_nb(inline="always")
 def maint_margin_nb(notional, floor, mmr, maint_amount, n_tiers):
     """Maintenance margin (quote) = notional * mmr[i] - maint_amount[i], i the tier of notional.
 

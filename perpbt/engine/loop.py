@@ -37,7 +37,7 @@ def switch_tables_nb(time_ms, ps, ins):
     return changed
 
 
-@jit_nb
+@jit_nb(inline="always")
 def _touches(low, high, level, direction):
     if np.isnan(level):
         return False
@@ -47,43 +47,49 @@ def _touches(low, high, level, direction):
 
 
 @jit_nb(inline="always")
-def bar_may_fire_nb(t, mkt, ps, ins, cfg, wallet):
-    """Cheap pre-check: can any liquidation, stop or take-profit happen inside bar t?
-
-    Cross: a lower bound of the account's health (every mark at its adverse extreme, every
-    requirement at the mark high) must be positive for the walk to be skipped.
-    """
-    cross = cfg.margin_mode == MarginMode.cross
-    worst_equity = wallet
-    worst_req = 0.0
-    for n in range(ps.qty.shape[0]):
-        q = ps.qty[n]
+def exits_may_fire_nb(t, qty, liq_price, stop_level, take_level, last_lo, last_hi, mark_lo,
+                      mark_hi, stop_on_mark, take_on_mark, check_liq):
+    """Cheap pre-check on flat arrays: can a stop, take-profit or (isolated) liquidation fire
+    within [lo, hi] of bar t? Pass open/mark_open as both lo and hi for the open (step 2)."""
+    for n in range(qty.shape[0]):
+        q = qty[n]
         if q == 0.0:
             continue
         down = 1.0 if q > 0 else -1.0
-        m_lo = mkt.mark_low[t, n]
-        m_hi = mkt.mark_high[t, n]
-        if cross:
-            worst_equity += q * ((m_lo if q > 0 else m_hi) - ps.entry[n])
-            d = ps.table[n]
-            worst_req += requirement_nb(cfg.venue, abs(q), m_hi, ps.entry[n], ins.tier_floor[n, d],
-                                        ins.tier_mmr[n, d], ins.tier_amt[n, d],
-                                        ins.tier_count[n, d], ins.taker_fee[n])
-        elif _touches(m_lo, m_hi, ps.liq_price[n], down):
+        m_lo = mark_lo[t, n]
+        m_hi = mark_hi[t, n]
+        if check_liq and _touches(m_lo, m_hi, liq_price[n], down):
             return True
-        if cfg.stop_trigger == PriceTrigger.mark:
-            lo, hi = m_lo, m_hi
+        if stop_on_mark:
+            hit = _touches(m_lo, m_hi, stop_level[n], down)
         else:
-            lo, hi = mkt.low[t, n], mkt.high[t, n]
-        if _touches(lo, hi, ps.stop_level[n], down):
+            hit = _touches(last_lo[t, n], last_hi[t, n], stop_level[n], down)
+        if hit:
             return True
-        if cfg.take_trigger == PriceTrigger.mark:
-            lo, hi = m_lo, m_hi
+        if take_on_mark:
+            hit = _touches(m_lo, m_hi, take_level[n], -down)
         else:
-            lo, hi = mkt.low[t, n], mkt.high[t, n]
-        if _touches(lo, hi, ps.take_level[n], -down):
+            hit = _touches(last_lo[t, n], last_hi[t, n], take_level[n], -down)
+        if hit:
             return True
-    return cross and worst_equity <= worst_req
+    return False
+
+
+@jit_nb(inline="always")
+def cross_may_liquidate_nb(t, wallet, qty, entry, table, mark_lo, mark_hi, tier_floor, tier_mmr,
+                           tier_amt, tier_count, taker_fee, venue):
+    """Lower bound of the cross account's health over bar t (every mark at its adverse
+    extreme, every requirement at the mark high) is not positive."""
+    worst = wallet
+    for n in range(qty.shape[0]):
+        q = qty[n]
+        if q == 0.0:
+            continue
+        worst += q * ((mark_lo[t, n] if q > 0 else mark_hi[t, n]) - entry[n])
+        d = table[n]
+        worst -= requirement_nb(venue, abs(q), mark_hi[t, n], entry[n], tier_floor[n, d],
+                                tier_mmr[n, d], tier_amt[n, d], tier_count[n, d], taker_fee[n])
+    return worst <= 0.0
 
 
 @jit_nb
@@ -103,74 +109,67 @@ def stamp_new_trades_nb(t, mkt, ps, buf):
 
 
 @jit_nb(inline="always")
-def mark_to_close_nb(t, mkt, ps, ins, cfg, acct, cnt, buf):
-    """Step 5: equity, margin ratio, tiers and liquidation distances at the close.
+def close_positions_nb(t, qty, entry, margin, liq_price, table, tier, trade_id, trades,
+                       mark_close, mark_lo, mark_hi, tier_floor, tier_mmr, tier_amt, tier_count,
+                       taker_fee, leverage, venue, cross, mm_out):
+    """Step 5 on flat arrays (the hot path: no state tuples, see module notes).
 
-    Per-bar functions must not contain a call that passes the big state tuples to a
-    non-inlined kernel, even in a branch never taken: LLVM then materializes the tuples on
-    every call (measured: 2 ns -> 300+ ns per bar). Rare work is called from run_nb.
+    Returns (unrealized, requirement, margin used, worst isolated ratio, tier changes);
+    writes each symbol's maintenance margin at mark_close into ``mm_out``.
     """
-    cross = cfg.margin_mode == MarginMode.cross
-    n_sym = ps.qty.shape[0]
-    marks = mkt.mark_close[t]
-    wallet = acct[A_WALLET]
-    equity = wallet
-    tot_req = 0.0
+    upnl_sum = 0.0
+    req_sum = 0.0
     used = 0.0
-    worst_ratio = 0.0
-    for n in range(n_sym):
-        q = ps.qty[n]
-        mm = 0.0
-        if q != 0.0:
-            mark = marks[n]
-            upnl = q * (mark - ps.entry[n])
-            equity += upnl
-            d = ps.table[n]
-            floor = ins.tier_floor[n, d]
-            count = ins.tier_count[n, d]
-            tier = tier_index_nb(floor, count, abs(q) * mark)
-            mm = abs(q) * mark * ins.tier_mmr[n, d, tier] - ins.tier_amt[n, d, tier]
-            req = requirement_nb(cfg.venue, abs(q), mark, ps.entry[n], floor, ins.tier_mmr[n, d],
-                                 ins.tier_amt[n, d], count, ins.taker_fee[n])
-            tot_req += req
-            if cross:
-                used += abs(q) * mark / cfg.leverage[n]
-            else:
-                used += ps.margin[n]
-                balance = ps.margin[n] + upnl
-                ratio = req / balance if balance > 0.0 else np.inf
-                worst_ratio = max(worst_ratio, ratio)
-            if ps.tier[n] >= 0 and tier != ps.tier[n]:
-                cnt[C_TIER_CHANGES] += 1
-            ps.tier[n] = tier
-            tid = ps.trade_id[n]
-            if tid >= 0:
-                if q > 0:
-                    adverse = mkt.mark_low[t, n]
-                    dist = (adverse - ps.liq_price[n]) / adverse
-                else:
-                    adverse = mkt.mark_high[t, n]
-                    dist = (ps.liq_price[n] - adverse) / adverse
-                if dist < buf.trades[tid]["min_liq_distance"]:
-                    buf.trades[tid]["min_liq_distance"] = dist
+    worst = 0.0
+    changes = 0
+    for n in range(qty.shape[0]):
+        q = qty[n]
+        if q == 0.0:
+            tier[n] = -1
+            mm_out[n] = 0.0
+            continue
+        mark = mark_close[t, n]
+        q_abs = abs(q)
+        upnl = q * (mark - entry[n])
+        upnl_sum += upnl
+        d = table[n]
+        k = tier_index_nb(tier_floor[n, d], tier_count[n, d], q_abs * mark)
+        mm_out[n] = q_abs * mark * tier_mmr[n, d, k] - tier_amt[n, d, k]
+        req = requirement_nb(venue, q_abs, mark, entry[n], tier_floor[n, d], tier_mmr[n, d],
+                             tier_amt[n, d], tier_count[n, d], taker_fee[n])
+        req_sum += req
+        if cross:
+            used += q_abs * mark / leverage[n]
         else:
-            ps.tier[n] = -1
-        if cfg.record_bars:
-            buf.position[t, n] = q
-            buf.entry_price[t, n] = ps.entry[n] if q != 0.0 else np.nan
-            buf.liq_price[t, n] = ps.liq_price[n]
-            buf.liq_price_fees[t, n] = ps.liq_price_fees[n]
-            buf.maint_margin[t, n] = mm
-            buf.iso_margin[t, n] = ps.margin[n]
-    if cross:
-        worst_ratio = tot_req / equity if equity > 0.0 else (np.inf if tot_req > 0.0 else 0.0)
-    buf.wallet[t] = wallet
-    buf.equity[t] = equity
-    buf.margin_used[t] = used
-    buf.margin_ratio[t] = worst_ratio
-    if equity <= BUST_FRACTION * cfg.initial_capital and acct[A_BUST] == 0.0:
-        acct[A_BUST] = 1.0
-        cnt[C_BUST_BAR] = t
+            used += margin[n]
+            balance = margin[n] + upnl
+            worst = max(worst, req / balance if balance > 0.0 else np.inf)
+        if tier[n] >= 0 and k != tier[n]:
+            changes += 1
+        tier[n] = k
+        tid = trade_id[n]
+        if tid >= 0:
+            if q > 0:
+                dist = (mark_lo[t, n] - liq_price[n]) / mark_lo[t, n]
+            else:
+                dist = (liq_price[n] - mark_hi[t, n]) / mark_hi[t, n]
+            if dist < trades[tid]["min_liq_distance"]:
+                trades[tid]["min_liq_distance"] = dist
+    return upnl_sum, req_sum, used, worst, changes
+
+
+@jit_nb(inline="always")
+def record_bar_nb(t, qty, entry, margin, liq_price, liq_price_fees, mm, position_out, entry_out,
+                  lp_out, lpf_out, mm_out, iso_out):
+    """Per-symbol outputs of bar t (skipped in stats-only runs)."""
+    for n in range(qty.shape[0]):
+        position_out[t, n] = qty[n]
+        if qty[n] != 0.0:
+            entry_out[t, n] = entry[n]
+            lp_out[t, n] = liq_price[n]
+            lpf_out[t, n] = liq_price_fees[n]
+            mm_out[t, n] = mm[n]
+            iso_out[t, n] = margin[n]
 
 
 @jit_nb
@@ -184,7 +183,7 @@ def next_switch_nb(ps, ins):
     return earliest
 
 
-@jit_nb
+@jit_nb(inline="always")
 def settlement_due_nb(t, qty, funding_rate, funding_covered):
     """Is there a settlement (or a coverage hole) for an open position at bar t?"""
     for n in range(qty.shape[0]):
@@ -193,7 +192,7 @@ def settlement_due_nb(t, qty, funding_rate, funding_covered):
     return False
 
 
-@jit_nb
+@jit_nb(inline="always")
 def open_equity_nb(marks, wallet, qty, entry):
     """wallet + unrealized PnL at ``marks`` (quote)."""
     total = wallet
@@ -203,7 +202,7 @@ def open_equity_nb(marks, wallet, qty, entry):
     return total
 
 
-@jit_nb
+@jit_nb(inline="always")
 def count_open_nb(qty):
     count = 0
     for n in range(qty.shape[0]):
@@ -212,7 +211,7 @@ def count_open_nb(qty):
     return count
 
 
-@jit_nb
+@jit_nb(inline="always")
 def target_changed_nb(t, targets, last_target):
     """Does any symbol's target at t-1 differ from its last non-NaN target?"""
     for n in range(targets.shape[1]):
@@ -224,45 +223,88 @@ def target_changed_nb(t, targets, last_target):
 
 @jit_nb
 def run_nb(mkt, ins, cfg, targets, ps, acct, cnt, buf, scratch):
-    """Run the whole history; records and per-bar outputs land in ``buf``, counts in ``cnt``."""
-    n_bars, n_sym = mkt.open.shape
+    """Run the whole history; records and per-bar outputs land in ``buf``, counts in ``cnt``.
+
+    The per-bar path calls only helpers on flat arrays; the state tuples are passed only to
+    the rare steps (funding, liquidation prices, events, orders). See the module notes.
+    """
+    n_bars = mkt.open.shape[0]
     last_path, mark_path, marks, kinks, want, has_order = scratch
-    acct[A_WALLET] = cfg.initial_capital
+    qty, entry, margin, liq, trade_id = ps.qty, ps.entry, ps.margin, ps.liq_price, ps.trade_id
+    stops, takes, table, tier = ps.stop_level, ps.take_level, ps.table, ps.tier
+    o, lo, hi = mkt.open, mkt.low, mkt.high
+    m_o, m_lo, m_hi, m_c = mkt.mark_open, mkt.mark_low, mkt.mark_high, mkt.mark_close
+    floor, mmr, amt, count, taker = (ins.tier_floor, ins.tier_mmr, ins.tier_amt, ins.tier_count,
+                                     ins.taker_fee)
     cross = cfg.margin_mode == MarginMode.cross
+    stop_on_mark = cfg.stop_trigger == PriceTrigger.mark
+    take_on_mark = cfg.take_trigger == PriceTrigger.mark
+    bust_level = BUST_FRACTION * cfg.initial_capital
+    acct[A_WALLET] = cfg.initial_capital
     next_switch = next_switch_nb(ps, ins)
     for t in range(n_bars):
         dirty = False
         if mkt.time_ms[t] >= next_switch:
             dirty = switch_tables_nb(mkt.time_ms[t], ps, ins)
             next_switch = next_switch_nb(ps, ins)
-        n_open = count_open_nb(ps.qty)
+        n_open = count_open_nb(qty)
         if n_open > 0:
-            if settlement_due_nb(t, ps.qty, mkt.funding_rate, mkt.funding_covered):
+            if settlement_due_nb(t, qty, mkt.funding_rate, mkt.funding_covered):
                 dirty |= settle_funding_nb(t, mkt, ps, cfg, acct, cnt, buf)
                 if cnt[C_ERROR] != 0:
                     return
             if dirty or (cross and n_open > 1):
-                refresh_liq_prices_nb(mkt.mark_open[t], ps, ins, cfg, acct[A_WALLET])
-            build_path_nb(t, mkt, ps, cfg, last_path, mark_path)
-            walk_nb(t, 0.0, 0.0, mkt, ps, ins, cfg, acct, cnt, buf, last_path, mark_path, marks,
-                    kinks)
-        equity_open = open_equity_nb(mkt.mark_open[t], acct[A_WALLET], ps.qty, ps.entry)
+                refresh_liq_prices_nb(m_o[t], ps, ins, cfg, acct[A_WALLET])
+            if exits_may_fire_nb(t, qty, liq, stops, takes, o, o, m_o, m_o, stop_on_mark,
+                                 take_on_mark, not cross) or (
+                    cross and cross_may_liquidate_nb(t, acct[A_WALLET], qty, entry, table, m_o,
+                                                     m_o, floor, mmr, amt, count, taker,
+                                                     cfg.venue)):
+                build_path_nb(t, mkt, ps, cfg, last_path, mark_path)
+                walk_nb(t, 0.0, 0.0, mkt, ps, ins, cfg, acct, cnt, buf, last_path, mark_path,
+                        marks, kinks)
+        equity_open = open_equity_nb(m_o[t], acct[A_WALLET], qty, entry)
         acct[A_EQUITY_OPEN] = equity_open
-        if equity_open <= BUST_FRACTION * cfg.initial_capital and acct[A_BUST] == 0.0:
+        if equity_open <= bust_level and acct[A_BUST] == 0.0:
             acct[A_BUST] = 1.0
             cnt[C_BUST_BAR] = t
         if t > 0 and target_changed_nb(t, targets, ps.last_target):
             if execute_orders_nb(t, targets, mkt, ps, ins, cfg, acct, cnt, buf, want, has_order):
-                refresh_liq_prices_nb(mkt.mark_open[t], ps, ins, cfg, acct[A_WALLET])
+                refresh_liq_prices_nb(m_o[t], ps, ins, cfg, acct[A_WALLET])
                 stamp_new_trades_nb(t, mkt, ps, buf)
-        if count_open_nb(ps.qty) > 0:
-            if bar_may_fire_nb(t, mkt, ps, ins, cfg, acct[A_WALLET]):
+        n_open = count_open_nb(qty)
+        if n_open > 0:
+            if exits_may_fire_nb(t, qty, liq, stops, takes, lo, hi, m_lo, m_hi, stop_on_mark,
+                                 take_on_mark, not cross) or (
+                    cross and cross_may_liquidate_nb(t, acct[A_WALLET], qty, entry, table, m_lo,
+                                                     m_hi, floor, mmr, amt, count, taker,
+                                                     cfg.venue)):
                 build_path_nb(t, mkt, ps, cfg, last_path, mark_path)
                 walk_nb(t, 0.0, 3.0, mkt, ps, ins, cfg, acct, cnt, buf, last_path, mark_path,
                         marks, kinks)
-            if cross and count_open_nb(ps.qty) > 1:
+                n_open = count_open_nb(qty)
+            if cross and n_open > 1:
                 # the others' marks moved: each cross liquidation price depends on them
-                refresh_liq_prices_nb(mkt.mark_close[t], ps, ins, cfg, acct[A_WALLET])
-        mark_to_close_nb(t, mkt, ps, ins, cfg, acct, cnt, buf)
+                refresh_liq_prices_nb(m_c[t], ps, ins, cfg, acct[A_WALLET])
+        # step 5: mark to close (marks doubles as the per-symbol maintenance margin buffer)
+        upnl, req, used, worst, changes = close_positions_nb(
+            t, qty, entry, margin, liq, table, tier, trade_id, buf.trades, m_c, m_lo, m_hi,
+            floor, mmr, amt, count, taker, cfg.leverage, cfg.venue, cross, marks)
+        cnt[C_TIER_CHANGES] += changes
+        wallet = acct[A_WALLET]
+        equity = wallet + upnl
+        if cross:
+            worst = req / equity if equity > 0.0 else (np.inf if req > 0.0 else 0.0)
+        if cfg.record_bars:
+            record_bar_nb(t, qty, entry, margin, liq, ps.liq_price_fees, marks, buf.position,
+                          buf.entry_price, buf.liq_price, buf.liq_price_fees, buf.maint_margin,
+                          buf.iso_margin)
+        buf.wallet[t] = wallet
+        buf.equity[t] = equity
+        buf.margin_used[t] = used
+        buf.margin_ratio[t] = worst
+        if equity <= bust_level and acct[A_BUST] == 0.0:
+            acct[A_BUST] = 1.0
+            cnt[C_BUST_BAR] = t
         if cnt[C_ERROR] != 0:
             return

@@ -15,7 +15,7 @@ from perpbt.enums import MarginMode, Venue
 from perpbt.margin import maint_margin_nb, tier_index_nb
 
 
-@jit_nb
+@jit_nb(inline="always")
 def requirement_nb(venue, qty_abs, mark, entry, floor, mmr, amt, n_tiers, taker_fee):
     """Maintenance requirement (quote) of one position under the venue's trigger."""
     if qty_abs <= 0.0:
