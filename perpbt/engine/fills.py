@@ -47,6 +47,8 @@ def reduce_position_nb(n, closed_abs, price, fee_rate, reason, bar, s, ps, cfg, 
     beyond = 0
     if is_cross_nb(cfg):
         acct[A_WALLET] += realized - fee
+        if acct[A_WALLET] < 0.0 and realized < 0.0:
+            beyond = 1  # the fill left the shared wallet negative: beyond bankruptcy
     else:
         frac = closed_abs / q_abs
         release = ps.margin[n] * frac
