@@ -1,0 +1,350 @@
+"""The ``perpbt`` command line: a thin layer over :func:`perpbt.backtest`.
+
+``perpbt run STRATEGY`` loads a market (the embedded synthetic one, or ``--csv DIR``), builds
+the strategy with ``--param key=value`` overrides, runs one backtest and prints ``Result.stats()``
+as a table plus a one-line summary. Every rate and distance is a fraction (0.02 = 2 %).
+
+STRATEGY is a path to a ``.py`` file holding one ``pb.Strategy`` subclass (``file.py:Class``
+picks one of several), or a name looked up as ``./strategies/NAME.py`` and then in the
+``strategies/`` folder of the checkout perpbt is installed from (editable installs).
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib.util
+import math
+import re
+import sys
+import warnings
+from enum import Enum
+from pathlib import Path
+from typing import Any, List, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+import perpbt
+from perpbt.strategy import Strategy
+
+app = typer.Typer(
+    add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+    help="Backtest leveraged perpetual futures: isolated/cross margin, tiered maintenance "
+         "margin, mark-price liquidation, funding and fees. Rates and distances are fractions "
+         "(0.02 = 2 %), money is in the quote currency (USDT).")
+
+MARGINS = ("isolated", "cross")
+VENUES = ("binance", "bybit", "okx")
+# the unit printed next to each stat; keys not listed print without a unit
+UNITS = {"total_return": "fraction", "cagr": "fraction / year", "sharpe": "annualised",
+         "sortino": "annualised", "max_drawdown": "fraction", "calmar": "ratio",
+         "trades": "count", "win_rate": "fraction", "fees_paid": "quote",
+         "funding_paid": "quote (+ = paid)", "liquidations": "count",
+         "min_liq_distance": "fraction of mark", "stops_beyond_liq": "count",
+         "final_equity": "quote", "insurance_fund_change": "quote", "clearance_fees": "quote",
+         "bust": "yes/no"}
+MONEY = {"fees_paid", "funding_paid", "final_equity", "insurance_fund_change", "clearance_fees"}
+
+
+class Intrabar(str, Enum):
+    pessimistic = "pessimistic"
+    ohlc = "ohlc"
+
+
+class FundingMode(str, Enum):
+    strict = "strict"
+    zero = "zero"
+
+
+# ---------------------------------------------------------------------------- strategies
+def strategy_dirs() -> list[Path]:
+    """Where a strategy name is looked up: ./strategies, then the checkout's strategies/."""
+    dirs = [Path.cwd() / "strategies", Path(perpbt.__file__).resolve().parents[1] / "strategies"]
+    out: list[Path] = []
+    for d in dirs:
+        if d.resolve() not in [o.resolve() for o in out]:
+            out.append(d)
+    return out
+
+
+def available_strategies() -> list[str]:
+    names = {p.stem for d in strategy_dirs() if d.is_dir() for p in d.glob("*.py")
+             if not p.stem.startswith("_")}
+    return sorted(names)
+
+
+def resolve_strategy_path(spec: str) -> tuple[Path, Optional[str]]:
+    """(file, class name or None) for a path, ``path.py:Class`` or a strategy name."""
+    cls_name = None
+    match = re.fullmatch(r"(.+\.py):([A-Za-z_]\w*)", spec)
+    if match:
+        spec, cls_name = match.groups()
+    path = Path(spec).expanduser()
+    if spec.endswith(".py") or path.is_file():
+        if not path.is_file():
+            raise typer.BadParameter(f"no strategy file {spec!r}", param_hint="STRATEGY")
+        return path, cls_name
+    if not re.fullmatch(r"[A-Za-z_]\w*", spec):
+        raise typer.BadParameter(f"{spec!r} is neither a .py file nor a strategy name",
+                                 param_hint="STRATEGY")
+    for folder in strategy_dirs():
+        candidate = folder / f"{spec}.py"
+        if candidate.is_file():
+            return candidate, cls_name
+    known = available_strategies()
+    close = difflib.get_close_matches(spec, known, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    where = ", ".join(str(d) for d in strategy_dirs())
+    raise typer.BadParameter(f"unknown strategy {spec!r}{hint}; available: {known or 'none'} "
+                             f"(looked in {where})", param_hint="STRATEGY")
+
+
+def load_strategy_class(path: Path, cls_name: Optional[str] = None) -> type[Strategy]:
+    """The one ``pb.Strategy`` subclass defined in ``path`` (or the one named ``cls_name``)."""
+    mod_name = "perpbt_user_strategy_" + re.sub(r"\W", "_", path.stem)
+    spec = importlib.util.spec_from_file_location(mod_name, path)
+    if spec is None or spec.loader is None:
+        raise typer.BadParameter(f"cannot import {path}", param_hint="STRATEGY")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[mod_name] = module
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:  # the user's file: report what broke, with its type
+        sys.modules.pop(mod_name, None)
+        raise typer.BadParameter(f"importing {path} failed: {type(exc).__name__}: {exc}",
+                                 param_hint="STRATEGY") from exc
+    found = {name: obj for name, obj in vars(module).items()
+             if isinstance(obj, type) and issubclass(obj, Strategy) and obj is not Strategy
+             and obj.__module__ == mod_name}
+    if cls_name is not None:
+        if cls_name not in found:
+            raise typer.BadParameter(f"{path} defines no Strategy subclass {cls_name!r}; it "
+                                     f"defines {sorted(found)}", param_hint="STRATEGY")
+        return found[cls_name]
+    if len(found) != 1:
+        what = "no pb.Strategy subclass" if not found else f"several: {sorted(found)}"
+        raise typer.BadParameter(f"{path} must define exactly one pb.Strategy subclass, found "
+                                 f"{what} (pick one with {path}:ClassName)",
+                                 param_hint="STRATEGY")
+    return next(iter(found.values()))
+
+
+def parse_value(text: str) -> Any:
+    """'5' -> 5, '0.5' -> 0.5, 'true'/'false' -> bool, anything else stays a string."""
+    low = text.strip().lower()
+    if low in ("true", "false"):
+        return low == "true"
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return text
+
+
+def parse_params(items: list[str]) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or not re.fullmatch(r"[A-Za-z_]\w*", key) or not value.strip():
+            raise typer.BadParameter(f"expected key=value (e.g. fast=12), got {item!r}",
+                                     param_hint="--param")
+        params[key] = parse_value(value.strip())
+    return params
+
+
+def build_strategy(spec: str, items: list[str]) -> Strategy:
+    cls = load_strategy_class(*resolve_strategy_path(spec))
+    params = parse_params(items)
+    try:
+        return cls(**params)
+    except (TypeError, ValueError) as exc:
+        defaults = ", ".join(f"{k}={v!r}" for k, v in cls().params.items())
+        raise typer.BadParameter(f"{exc} ({cls.__name__} parameters and defaults: {defaults})",
+                                 param_hint="--param") from exc
+
+
+# ---------------------------------------------------------------------------- market
+def split_symbols(symbols: Optional[list[str]]) -> Optional[list[str]]:
+    if not symbols:
+        return None
+    return [s.strip() for item in symbols for s in item.split(",") if s.strip()]
+
+
+def load_market(csv: Optional[Path], symbols: Optional[list[str]], timeframe: str,
+                since: Optional[str], until: Optional[str]):
+    if csv is not None:
+        return perpbt.data.read_csv(csv, symbols, timeframe, since=since, until=until)
+    if timeframe != "1h":
+        raise typer.BadParameter("the embedded market has 1h bars only; use --csv for "
+                                 "other timeframes", param_hint="--timeframe")
+    market = perpbt.data.default_market()
+    if symbols:
+        market = market.sel(symbols)
+    if since is not None or until is not None:
+        market = market.slice(since, until)
+    return market
+
+
+# ---------------------------------------------------------------------------- output
+def format_value(key: str, value: Any) -> str:
+    if isinstance(value, (bool,)) or type(value).__name__ == "bool_":
+        return "yes" if value else "no"
+    if isinstance(value, int) or (hasattr(value, "dtype") and value.dtype.kind in "iu"):
+        return f"{int(value):,}"
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return str(value)
+    if math.isnan(number):
+        return "n/a"
+    return f"{number:,.2f}" if key in MONEY else f"{number:.4f}"
+
+
+def stats_table(stats) -> Table:
+    table = Table()
+    table.add_column("stat")
+    table.add_column("value", justify="right")
+    table.add_column("unit", style="dim")
+    for key, value in stats.items():
+        table.add_row(str(key), format_value(str(key), value), UNITS.get(str(key), ""))
+    return table
+
+
+def _fraction(value: Optional[float], name: str, upper: Optional[float]) -> Optional[float]:
+    if value is None:
+        return None
+    if not value > 0 or (upper is not None and not value < upper):
+        span = f"in (0, {upper:g})" if upper is not None else "> 0"
+        raise typer.BadParameter(f"{value:g} is not a fraction {span}; write 0.02 for 2 %",
+                                 param_hint=name)
+    return value
+
+
+# ---------------------------------------------------------------------------- commands
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"perpbt {perpbt.__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: bool = typer.Option(False, "--version", help="Print the version and exit.",
+                                       callback=_print_version, is_eager=True)) -> None:
+    """perpbt: backtesting for leveraged perpetual futures."""
+
+
+@app.command()
+def run(
+    strategy: str = typer.Argument(
+        ...,
+        help="A .py file with one pb.Strategy subclass (file.py:Class to pick one), or the "
+             "name of a file in ./strategies or the checkout's strategies/ (e.g. ma_cross)."),
+    csv: Optional[Path] = typer.Option(
+        None, "--csv", metavar="DIR",
+        help="Read this CSV directory (<DIR>/<SYMBOL>/klines_<tf>.csv, mark_<tf>.csv, "
+             "funding.csv). Default: the embedded synthetic market (no files, no network)."),
+    symbols: Optional[List[str]] = typer.Option(
+        None, "--symbols", "-s", metavar="S",
+        help="Symbols to trade: repeat the option or separate with commas "
+             "(BTCUSDT or BTC/USDT:USDT). Default: every symbol of the market."),
+    timeframe: str = typer.Option("1h", "--timeframe", "-t", help="Bar length (1m, 5m, 1h ...)."),
+    margin: str = typer.Option("isolated", "--margin", help="Margin mode: isolated or cross."),
+    leverage: float = typer.Option(
+        10.0, "--leverage", "-l",
+        help="Exchange leverage setting: initial margin = notional / leverage. It does not "
+             "size positions (the strategy's exposure does)."),
+    venue: str = typer.Option(
+        "binance", "--venue",
+        help="Fees, clearance fee and liquidation formula: binance, bybit or okx."),
+    capital: float = typer.Option(10_000.0, "--capital", help="Initial capital, quote (USDT)."),
+    stop: Optional[float] = typer.Option(
+        None, "--stop", help="Stop-loss distance from the average entry, a fraction "
+                             "(0.02 = 2 %). Default: none."),
+    take: Optional[float] = typer.Option(
+        None, "--take", help="Take-profit distance from the average entry, a fraction "
+                             "(0.05 = 5 %). Default: none."),
+    param: Optional[List[str]] = typer.Option(
+        None, "--param", "-p", metavar="KEY=VALUE",
+        help="Override a strategy parameter; repeat for several (--param fast=12)."),
+    since: Optional[str] = typer.Option(
+        None, "--since", help="First bar to keep, ISO date/time UTC (2021-01-01)."),
+    until: Optional[str] = typer.Option(
+        None, "--until", help="Keep bars opening before this ISO date/time UTC."),
+    intrabar: Intrabar = typer.Option(
+        Intrabar.pessimistic, "--intrabar",
+        help="Path inside a bar: pessimistic (adverse extreme first) or ohlc."),
+    funding: FundingMode = typer.Option(
+        FundingMode.strict, "--funding",
+        help="strict: a position open where funding data is missing is an error; zero: "
+             "such bars pay no funding."),
+) -> None:
+    """Backtest one strategy and print its stats (fractions, not percent; money in quote)."""
+    margin = margin.strip().lower()
+    if margin not in MARGINS:
+        raise typer.BadParameter(f"{margin!r} is not a margin mode; choose isolated or cross",
+                                 param_hint="--margin")
+    venue = venue.strip().lower()
+    if venue not in VENUES:
+        close = difflib.get_close_matches(venue, VENUES, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise typer.BadParameter(f"unknown venue {venue!r}{hint}; choose one of {list(VENUES)}",
+                                 param_hint="--venue")
+    if not leverage >= 1:
+        raise typer.BadParameter(f"leverage must be >= 1, got {leverage:g}",
+                                 param_hint="--leverage")
+    if not capital > 0:
+        raise typer.BadParameter(f"capital must be positive, got {capital:g}",
+                                 param_hint="--capital")
+    stop = _fraction(stop, "--stop", 1.0)
+    take = _fraction(take, "--take", None)
+    strat = build_strategy(strategy, param or [])
+    err = Console(stderr=True)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", perpbt.data.CoverageWarning)
+            market = load_market(csv, split_symbols(symbols), timeframe, since, until)
+        for w in caught:
+            err.print(f"[yellow]warning:[/yellow] {w.message}", highlight=False)
+        with err.status("backtesting (the first run compiles the engine, about a minute)"):
+            res = perpbt.backtest(market, strat, venue=venue, margin=margin, leverage=leverage,
+                                  initial_capital=capital, stop=stop, take=take,
+                                  intrabar=intrabar.value, funding=funding.value)
+    except (ValueError, KeyError, FileNotFoundError, NotImplementedError) as exc:
+        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        err.print(f"[red]error:[/red] {message}", highlight=False)
+        raise typer.Exit(1) from exc
+    stats = res.stats()
+    source = str(csv) if csv is not None else "embedded synthetic market"
+    out = Console(soft_wrap=False)
+    out.print(f"{strat!r}", highlight=False)
+    out.print(f"{venue}, {margin} margin, leverage {leverage:g}x, capital {capital:,.2f}"
+              + (f", stop {stop:g}" if stop else "") + (f", take {take:g}" if take else ""),
+              highlight=False)
+    names = ", ".join(market.symbols[:6]) + (", ..." if market.n_symbols > 6 else "")
+    out.print(f"{_plural(market.n_symbols, 'symbol')} ({names}) x {market.n_bars:,} "
+              f"{market.timeframe} "
+              f"bars, {market.index[0]:%Y-%m-%d %H:%M} .. {market.index[-1]:%Y-%m-%d %H:%M} "
+              f"UTC ({source})", highlight=False)
+    out.print(stats_table(stats))
+    c = res.counts
+    out.print(f"{_plural(c['trades'], 'trade')}, {_plural(c['liquidations'], 'liquidation')}, "
+              f"{_plural(c['stops'], 'stop/take exit')}, "
+              f"{_plural(c['settlements'], 'funding payment')}; final equity "
+              f"{float(stats['final_equity']):,.2f} from {capital:,.2f}"
+              + (" (account bust)" if res.bust else ""), highlight=False)
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n:,} {word}{'' if n == 1 else 's'}"
+
+
+def main() -> None:
+    """Console-script entry point (``perpbt``)."""
+    app(prog_name="perpbt")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
