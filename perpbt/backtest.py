@@ -177,7 +177,8 @@ def allocate_buffers(values: np.ndarray, mkt: MarketArrays, record_bars: bool) -
         trades=np.zeros(fill_cap, dtype=dtypes.trade_dt),
         wallet=np.zeros(n_bars), equity=np.zeros(n_bars), margin_used=np.zeros(n_bars),
         margin_ratio=np.zeros(n_bars), position=zero(), entry_price=bar(), liq_price=bar(),
-        liq_price_fees=bar(), maint_margin=zero(), iso_margin=zero())
+        liq_price_fees=bar(), iso_margin=zero(),
+        row_written=np.zeros(n_bars if record_bars else 0, dtype=np.bool_))
 
 
 def backtest(market, strategy_or_targets, *, venue: str = "binance", margin: str = "isolated",

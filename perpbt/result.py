@@ -86,19 +86,21 @@ class Result:
     @property
     def equity(self) -> pd.DataFrame:
         """Per bar: wallet, equity, margin_used, margin_ratio, and per symbol position,
-        entry, both liquidation prices, maintenance margin and isolated margin."""
+        entry, both liquidation prices and isolated margin (quote)."""
         if "equity" not in self._cache:
             b = self._buf
             cols = {"wallet": b.wallet, "equity": b.equity, "margin_used": b.margin_used,
                     "margin_ratio": b.margin_ratio}
             if not self.stats_only:
+                # rows are written on bars where the state changed: carry them forward
+                rows = np.where(b.row_written, np.arange(len(b.row_written)), 0)
+                rows = np.maximum.accumulate(rows)
                 for n, sym in enumerate(self.market.symbols):
-                    cols[f"{sym}:position"] = b.position[:, n]
-                    cols[f"{sym}:entry_price"] = b.entry_price[:, n]
-                    cols[f"{sym}:liq_price"] = b.liq_price[:, n]
-                    cols[f"{sym}:liq_price_fees"] = b.liq_price_fees[:, n]
-                    cols[f"{sym}:maint_margin"] = b.maint_margin[:, n]
-                    cols[f"{sym}:isolated_margin"] = b.iso_margin[:, n]
+                    cols[f"{sym}:position"] = b.position[rows, n]
+                    cols[f"{sym}:entry_price"] = b.entry_price[rows, n]
+                    cols[f"{sym}:liq_price"] = b.liq_price[rows, n]
+                    cols[f"{sym}:liq_price_fees"] = b.liq_price_fees[rows, n]
+                    cols[f"{sym}:isolated_margin"] = b.iso_margin[rows, n]
             self._cache["equity"] = pd.DataFrame(cols, index=self.market.index)
         return self._cache["equity"]
 

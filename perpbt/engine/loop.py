@@ -159,17 +159,17 @@ def close_positions_nb(t, qty, entry, margin, liq_price, table, tier, trade_id, 
 
 
 @jit_nb(inline="always")
-def record_bar_nb(t, qty, entry, margin, liq_price, liq_price_fees, mm, position_out, entry_out,
-                  lp_out, lpf_out, mm_out, iso_out):
-    """Per-symbol outputs of bar t (skipped in stats-only runs)."""
+def record_bar_nb(t, qty, entry, margin, liq_price, liq_price_fees, position_out, entry_out,
+                  lp_out, lpf_out, iso_out, row_written):
+    """Per-symbol state at bar t's close (written only when it changed; Result ffills)."""
+    row_written[t] = True
     for n in range(qty.shape[0]):
         position_out[t, n] = qty[n]
+        iso_out[t, n] = margin[n]
         if qty[n] != 0.0:
             entry_out[t, n] = entry[n]
             lp_out[t, n] = liq_price[n]
             lpf_out[t, n] = liq_price_fees[n]
-            mm_out[t, n] = mm[n]
-            iso_out[t, n] = margin[n]
 
 
 @jit_nb
@@ -244,6 +244,7 @@ def run_nb(mkt, ins, cfg, targets, ps, acct, cnt, buf, scratch):
     next_switch = next_switch_nb(ps, ins)
     for t in range(n_bars):
         dirty = False
+        changed = False
         if mkt.time_ms[t] >= next_switch:
             dirty = switch_tables_nb(mkt.time_ms[t], ps, ins)
             next_switch = next_switch_nb(ps, ins)
@@ -255,14 +256,15 @@ def run_nb(mkt, ins, cfg, targets, ps, acct, cnt, buf, scratch):
                     return
             if dirty or (cross and n_open > 1):
                 refresh_liq_prices_nb(m_o[t], ps, ins, cfg, acct[A_WALLET])
+                changed |= dirty
             if exits_may_fire_nb(t, qty, liq, stops, takes, o, o, m_o, m_o, stop_on_mark,
                                  take_on_mark, not cross) or (
                     cross and cross_may_liquidate_nb(t, acct[A_WALLET], qty, entry, table, m_o,
                                                      m_o, floor, mmr, amt, count, taker,
                                                      cfg.venue)):
                 build_path_nb(t, mkt, ps, cfg, last_path, mark_path)
-                walk_nb(t, 0.0, 0.0, mkt, ps, ins, cfg, acct, cnt, buf, last_path, mark_path,
-                        marks, kinks)
+                changed |= walk_nb(t, 0.0, 0.0, mkt, ps, ins, cfg, acct, cnt, buf, last_path,
+                                   mark_path, marks, kinks) > 0
         equity_open = open_equity_nb(m_o[t], acct[A_WALLET], qty, entry)
         acct[A_EQUITY_OPEN] = equity_open
         if equity_open <= bust_level and acct[A_BUST] == 0.0:
@@ -272,6 +274,7 @@ def run_nb(mkt, ins, cfg, targets, ps, acct, cnt, buf, scratch):
             if execute_orders_nb(t, targets, mkt, ps, ins, cfg, acct, cnt, buf, want, has_order):
                 refresh_liq_prices_nb(m_o[t], ps, ins, cfg, acct[A_WALLET])
                 stamp_new_trades_nb(t, mkt, ps, buf)
+                changed = True
         n_open = count_open_nb(qty)
         if n_open > 0:
             if exits_may_fire_nb(t, qty, liq, stops, takes, lo, hi, m_lo, m_hi, stop_on_mark,
@@ -280,8 +283,8 @@ def run_nb(mkt, ins, cfg, targets, ps, acct, cnt, buf, scratch):
                                                      m_hi, floor, mmr, amt, count, taker,
                                                      cfg.venue)):
                 build_path_nb(t, mkt, ps, cfg, last_path, mark_path)
-                walk_nb(t, 0.0, 3.0, mkt, ps, ins, cfg, acct, cnt, buf, last_path, mark_path,
-                        marks, kinks)
+                changed |= walk_nb(t, 0.0, 3.0, mkt, ps, ins, cfg, acct, cnt, buf, last_path,
+                                   mark_path, marks, kinks) > 0
                 n_open = count_open_nb(qty)
             if cross and n_open > 1:
                 # the others' marks moved: each cross liquidation price depends on them
@@ -295,10 +298,10 @@ def run_nb(mkt, ins, cfg, targets, ps, acct, cnt, buf, scratch):
         equity = wallet + upnl
         if cross:
             worst = req / equity if equity > 0.0 else (np.inf if req > 0.0 else 0.0)
-        if cfg.record_bars:
-            record_bar_nb(t, qty, entry, margin, liq, ps.liq_price_fees, marks, buf.position,
-                          buf.entry_price, buf.liq_price, buf.liq_price_fees, buf.maint_margin,
-                          buf.iso_margin)
+        if cfg.record_bars and (changed or t == 0 or (cross and n_open > 1)):
+            record_bar_nb(t, qty, entry, margin, liq, ps.liq_price_fees, buf.position,
+                          buf.entry_price, buf.liq_price, buf.liq_price_fees, buf.iso_margin,
+                          buf.row_written)
         buf.wallet[t] = wallet
         buf.equity[t] = equity
         buf.margin_used[t] = used

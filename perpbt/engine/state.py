@@ -80,12 +80,14 @@ class Buffers(NamedTuple):
     equity: np.ndarray         # (T,)
     margin_used: np.ndarray    # (T,) isolated margins, or cross initial margin at mark
     margin_ratio: np.ndarray   # (T,) maintenance / margin balance (account or worst position)
+    # per-symbol rows are written only on bars where the state changed (``row_written``);
+    # Result forward-fills them: writing (T, N) arrays every bar costs more than the loop
     position: np.ndarray       # (T, N) or (0, N) when stats-only
     entry_price: np.ndarray
     liq_price: np.ndarray
     liq_price_fees: np.ndarray
-    maint_margin: np.ndarray
     iso_margin: np.ndarray
+    row_written: np.ndarray    # (T,) bool
 
 
 class Scratch(NamedTuple):
