@@ -139,11 +139,13 @@ def pack_instruments(insts: list[Instrument], market, venue_preset, lev: np.ndar
 
 def market_arrays(market) -> MarketArrays:
     a = market.arrays
-    c = lambda k: np.ascontiguousarray(a[k], dtype=np.float64)  # noqa: E731
-    return MarketArrays(np.ascontiguousarray(market.time_ms, dtype=np.int64), c("open"),
+    # C-contiguous and writable: a read-only array (pandas 3 copy-on-write hands those out)
+    # is another numba type and would compile the kernel a second time
+    c = lambda k: np.require(a[k], np.float64, ["C", "W"])  # noqa: E731
+    return MarketArrays(np.require(market.time_ms, np.int64, ["C", "W"]), c("open"),
                         c("high"), c("low"), c("close"), c("volume"), c("mark_open"),
                         c("mark_high"), c("mark_low"), c("mark_close"), c("funding_rate"),
-                        np.ascontiguousarray(a["funding_covered"], dtype=np.bool_))
+                        np.require(a["funding_covered"], np.bool_, ["C", "W"]))
 
 
 def _check_exposure(values: np.ndarray, lev: np.ndarray, market, margin_mode: int) -> None:
@@ -196,8 +198,12 @@ def backtest(market, strategy_or_targets, *, venue: str = "binance", margin: str
     """
     preset = get_venue(venue)
     margin_mode = parse_enum(MarginMode, margin, "margin")
-    policy_name = liquidation or "takeover"
-    policy = parse_enum(LiqPolicy, policy_name, "liquidation")
+    if liquidation is None:  # the venue's own process where the engine has it, else takeover
+        policy = preset.engine_policy()
+        policy_name = LiqPolicy._fields[list(LiqPolicy).index(policy)]
+    else:
+        policy_name = liquidation
+        policy = parse_enum(LiqPolicy, policy_name, "liquidation")
     if policy_name not in IMPLEMENTED_POLICIES:
         raise NotImplementedError(f"liquidation={policy_name!r} is not implemented yet; "
                                   f"available: {IMPLEMENTED_POLICIES}")
@@ -222,7 +228,7 @@ def backtest(market, strategy_or_targets, *, venue: str = "binance", margin: str
     ps = new_position_state(market.n_symbols)
     acct = np.zeros(N_ACCT)
     cnt = np.zeros(N_CNT, dtype=np.int64)
-    run_nb(mkt, ins, cfg, np.ascontiguousarray(values), ps, acct, cnt, buf,
+    run_nb(mkt, ins, cfg, np.require(values, np.float64, ["C", "W"]), ps, acct, cnt, buf,
            new_scratch(market.n_symbols, ins.tier_floor.shape[2]))
     if cnt[C_ERROR] == ErrorCode.funding_uncovered:
         t, n = int(cnt[C_ERROR_BAR]), int(cnt[C_ERROR_SYMBOL])

@@ -31,3 +31,19 @@ def shared_data() -> Path:
             pytest.fail(f"CI=true but the shared data directory {path} is missing")
         pytest.skip(f"real data not present at {path} (set PERPBT_SHARED_DATA to run)")
     return path
+
+
+@pytest.fixture(scope="session", autouse=True)
+def warm_kernels():
+    """Compile (or load from NUMBA_CACHE_DIR) the engine once per session, both margin modes,
+    so no test pays the compile inside its own timing."""
+    import numpy as np
+    import pandas as pd
+
+    import perpbt as pb
+
+    market = pb.data.default_market().slice(None, "2021-01-03")
+    targets = pd.DataFrame(np.nan, index=market.index, columns=list(market.symbols))
+    targets.iloc[1] = 1.0
+    for margin in ("isolated", "cross"):
+        pb.backtest(market, targets, margin=margin, leverage=5, stop=0.02, take=0.05)

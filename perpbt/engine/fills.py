@@ -73,7 +73,9 @@ def reduce_position_nb(n, closed_abs, price, fee_rate, reason, bar, s, ps, cfg, 
         ps.margin[n] = 0.0
         ps.fees_outside[n] = 0.0
         if tid >= 0:
+            buf.trades[tid]["min_liq_distance"] = ps.min_dist[n]
             finish_trade_nb(buf, tid, bar, reason, 0)
+        ps.min_dist[n] = np.inf
         ps.trade_id[n] = -1
     set_exit_levels_nb(n, ps, cfg, buf)
     return realized

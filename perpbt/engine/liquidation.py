@@ -101,6 +101,7 @@ def _takeover_one_nb(n, bar, s, trigger_mark, share, event_id, ps, ins, cfg, acc
     ps.margin[n] = 0.0
     ps.fees_outside[n] = 0.0
     ps.trade_id[n] = -1
+    ps.min_dist[n] = np.inf
     ps.stop_level[n] = np.nan
     ps.take_level[n] = np.nan
 

@@ -19,7 +19,7 @@ from perpbt.engine.orders import execute_orders_nb
 from perpbt.engine.requirements import requirement_nb
 from perpbt.engine.state import (A_BUST, A_EQUITY_OPEN, A_WALLET, C_BUST_BAR, C_ERROR,
                                  C_TIER_CHANGES)
-from perpbt.enums import MarginMode, PriceTrigger
+from perpbt.enums import MarginMode, PriceTrigger, Venue
 from perpbt.margin import tier_index_nb
 
 BUST_FRACTION = 1e-9
@@ -109,7 +109,7 @@ def stamp_new_trades_nb(t, mkt, ps, buf):
 
 
 @jit_nb(inline="always")
-def close_positions_nb(t, qty, entry, margin, liq_price, table, tier, trade_id, trades,
+def close_positions_nb(t, qty, entry, margin, liq_price, table, tier, min_dist,
                        mark_close, mark_lo, mark_hi, tier_floor, tier_mmr, tier_amt, tier_count,
                        taker_fee, leverage, venue, cross, mm_out):
     """Step 5 on flat arrays (the hot path: no state tuples, see module notes).
@@ -135,8 +135,13 @@ def close_positions_nb(t, qty, entry, margin, liq_price, table, tier, trade_id, 
         d = table[n]
         k = tier_index_nb(tier_floor[n, d], tier_count[n, d], q_abs * mark)
         mm_out[n] = q_abs * mark * tier_mmr[n, d, k] - tier_amt[n, d, k]
-        req = requirement_nb(venue, q_abs, mark, entry[n], tier_floor[n, d], tier_mmr[n, d],
-                             tier_amt[n, d], tier_count[n, d], taker_fee[n])
+        if venue == Venue.binance:
+            req = mm_out[n]
+        elif venue == Venue.okx:
+            req = mm_out[n] + taker_fee[n] * q_abs * mark
+        else:
+            req = requirement_nb(venue, q_abs, mark, entry[n], tier_floor[n, d],
+                                 tier_mmr[n, d], tier_amt[n, d], tier_count[n, d], taker_fee[n])
         req_sum += req
         if cross:
             used += q_abs * mark / leverage[n]
@@ -147,14 +152,12 @@ def close_positions_nb(t, qty, entry, margin, liq_price, table, tier, trade_id, 
         if tier[n] >= 0 and k != tier[n]:
             changes += 1
         tier[n] = k
-        tid = trade_id[n]
-        if tid >= 0:
-            if q > 0:
-                dist = (mark_lo[t, n] - liq_price[n]) / mark_lo[t, n]
-            else:
-                dist = (liq_price[n] - mark_hi[t, n]) / mark_hi[t, n]
-            if dist < trades[tid]["min_liq_distance"]:
-                trades[tid]["min_liq_distance"] = dist
+        if q > 0:
+            dist = (mark_lo[t, n] - liq_price[n]) / mark_lo[t, n]
+        else:
+            dist = (liq_price[n] - mark_hi[t, n]) / mark_hi[t, n]
+        if dist < min_dist[n]:
+            min_dist[n] = dist
     return upnl_sum, req_sum, used, worst, changes
 
 
@@ -291,7 +294,7 @@ def run_nb(mkt, ins, cfg, targets, ps, acct, cnt, buf, scratch):
                 refresh_liq_prices_nb(m_c[t], ps, ins, cfg, acct[A_WALLET])
         # step 5: mark to close (marks doubles as the per-symbol maintenance margin buffer)
         upnl, req, used, worst, changes = close_positions_nb(
-            t, qty, entry, margin, liq, table, tier, trade_id, buf.trades, m_c, m_lo, m_hi,
+            t, qty, entry, margin, liq, table, tier, ps.min_dist, m_c, m_lo, m_hi,
             floor, mmr, amt, count, taker, cfg.leverage, cfg.venue, cross, marks)
         cnt[C_TIER_CHANGES] += changes
         wallet = acct[A_WALLET]
@@ -311,3 +314,6 @@ def run_nb(mkt, ins, cfg, targets, ps, acct, cnt, buf, scratch):
             cnt[C_BUST_BAR] = t
         if cnt[C_ERROR] != 0:
             return
+    for n in range(qty.shape[0]):  # trades still open at the end
+        if trade_id[n] >= 0:
+            buf.trades[trade_id[n]]["min_liq_distance"] = ps.min_dist[n]

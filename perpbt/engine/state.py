@@ -68,6 +68,7 @@ class PositionState(NamedTuple):
     trade_id: np.ndarray       # (N,) int64 index of the open trade record, -1 = none
     table: np.ndarray          # (N,) int64 dated tier table in force
     tier: np.ndarray           # (N,) int64 tier of the notional at mark at the last close
+    min_dist: np.ndarray       # (N,) closest adverse-mark distance to LP of the open trade
 
 
 class Buffers(NamedTuple):
@@ -138,4 +139,4 @@ def new_position_state(n_symbols: int) -> PositionState:
     return PositionState(f(), f(), f(), f(), nan(), f(), f(), nan(), nan(),
                          np.full(n_symbols, -1, dtype=np.int64),
                          np.zeros(n_symbols, dtype=np.int64),
-                         np.full(n_symbols, -1, dtype=np.int64))
+                         np.full(n_symbols, -1, dtype=np.int64), np.full(n_symbols, np.inf))
