@@ -92,6 +92,26 @@ def cross_may_liquidate_nb(t, wallet, qty, entry, table, mark_lo, mark_hi, tier_
     return worst <= 0.0
 
 
+@jit_nb(inline="always")
+def may_fire_nb(t, lo, hi, m_lo, m_hi, qty, entry, liq, stops, takes, table, floor, mmr, amt,
+                count, taker, venue, cross, wallet, stop_on_mark, take_on_mark):
+    """Either pre-check, on flat arrays: (lo, hi) = (open, open) for the open, (low, high)
+    for the whole bar; the same for the mark."""
+    if exits_may_fire_nb(t, qty, liq, stops, takes, lo, hi, m_lo, m_hi, stop_on_mark,
+                         take_on_mark, not cross):
+        return True
+    return cross and cross_may_liquidate_nb(t, wallet, qty, entry, table, m_lo, m_hi, floor, mmr,
+                                            amt, count, taker, venue)
+
+
+@jit_nb
+def fire_events_nb(t, s_to, mkt, ps, ins, cfg, acct, cnt, buf, scratch):
+    """Walk bar t's path from the open to ``s_to`` (0: the open only); True if any fired."""
+    build_path_nb(t, mkt, ps, cfg, scratch.last_path, scratch.mark_path)
+    return walk_nb(t, 0.0, s_to, mkt, ps, ins, cfg, acct, cnt, buf, scratch.last_path,
+                   scratch.mark_path, scratch.marks, scratch.kinks) > 0
+
+
 @jit_nb
 def stamp_new_trades_nb(t, mkt, ps, buf):
     """Liquidation prices at entry and the stop-beyond-liquidation flag of trades opened at t."""
@@ -232,7 +252,7 @@ def run_nb(mkt, ins, cfg, targets, ps, acct, cnt, buf, scratch):
     the rare steps (funding, liquidation prices, events, orders). See the module notes.
     """
     n_bars = mkt.open.shape[0]
-    last_path, mark_path, marks, kinks, want, has_order = scratch
+    marks, want, has_order = scratch.marks, scratch.want, scratch.has_order
     qty, entry, margin, liq, trade_id = ps.qty, ps.entry, ps.margin, ps.liq_price, ps.trade_id
     stops, takes, table, tier = ps.stop_level, ps.take_level, ps.table, ps.tier
     o, lo, hi = mkt.open, mkt.low, mkt.high
@@ -260,14 +280,10 @@ def run_nb(mkt, ins, cfg, targets, ps, acct, cnt, buf, scratch):
             if dirty or (cross and n_open > 1):
                 refresh_liq_prices_nb(m_o[t], ps, ins, cfg, acct[A_WALLET])
                 changed |= dirty
-            if exits_may_fire_nb(t, qty, liq, stops, takes, o, o, m_o, m_o, stop_on_mark,
-                                 take_on_mark, not cross) or (
-                    cross and cross_may_liquidate_nb(t, acct[A_WALLET], qty, entry, table, m_o,
-                                                     m_o, floor, mmr, amt, count, taker,
-                                                     cfg.venue)):
-                build_path_nb(t, mkt, ps, cfg, last_path, mark_path)
-                changed |= walk_nb(t, 0.0, 0.0, mkt, ps, ins, cfg, acct, cnt, buf, last_path,
-                                   mark_path, marks, kinks) > 0
+            if may_fire_nb(t, o, o, m_o, m_o, qty, entry, liq, stops, takes, table, floor, mmr,
+                           amt, count, taker, cfg.venue, cross, acct[A_WALLET], stop_on_mark,
+                           take_on_mark):
+                changed |= fire_events_nb(t, 0.0, mkt, ps, ins, cfg, acct, cnt, buf, scratch)
         equity_open = open_equity_nb(m_o[t], acct[A_WALLET], qty, entry)
         acct[A_EQUITY_OPEN] = equity_open
         if equity_open <= bust_level and acct[A_BUST] == 0.0:
@@ -280,14 +296,10 @@ def run_nb(mkt, ins, cfg, targets, ps, acct, cnt, buf, scratch):
                 changed = True
         n_open = count_open_nb(qty)
         if n_open > 0:
-            if exits_may_fire_nb(t, qty, liq, stops, takes, lo, hi, m_lo, m_hi, stop_on_mark,
-                                 take_on_mark, not cross) or (
-                    cross and cross_may_liquidate_nb(t, acct[A_WALLET], qty, entry, table, m_lo,
-                                                     m_hi, floor, mmr, amt, count, taker,
-                                                     cfg.venue)):
-                build_path_nb(t, mkt, ps, cfg, last_path, mark_path)
-                changed |= walk_nb(t, 0.0, 3.0, mkt, ps, ins, cfg, acct, cnt, buf, last_path,
-                                   mark_path, marks, kinks) > 0
+            if may_fire_nb(t, lo, hi, m_lo, m_hi, qty, entry, liq, stops, takes, table, floor,
+                           mmr, amt, count, taker, cfg.venue, cross, acct[A_WALLET],
+                           stop_on_mark, take_on_mark):
+                changed |= fire_events_nb(t, 3.0, mkt, ps, ins, cfg, acct, cnt, buf, scratch)
                 n_open = count_open_nb(qty)
             if cross and n_open > 1:
                 # the others' marks moved: each cross liquidation price depends on them
