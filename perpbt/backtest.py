@@ -158,7 +158,8 @@ def _check_exposure(values: np.ndarray, lev: np.ndarray, market, margin_mode: in
                          f"{_iso(market, t)} exceeds leverage {lev[n]:g} (isolated margin)")
 
 
-def allocate_buffers(values: np.ndarray, mkt: MarketArrays, record_bars: bool) -> Buffers:
+def allocate_buffers(values: np.ndarray, mkt: MarketArrays, record_bars: bool, insts: list,
+                     cross: bool) -> Buffers:
     """Record arrays sized from the targets: each target change is one order (<= 2 fills)."""
     n_bars, n_sym = values.shape
     changes = 0
@@ -168,9 +169,11 @@ def allocate_buffers(values: np.ndarray, mkt: MarketArrays, record_bars: bool) -
         changes += int(np.count_nonzero(np.diff(col))) + (1 if len(col) else 0)
     n_settle = int(np.count_nonzero(~np.isnan(mkt.funding_rate)))
     fill_cap = 3 * changes + 4 * n_sym + 16
-    shape = (n_bars, n_sym) if record_bars else (0, n_sym)
-    bar = lambda: np.full(shape, np.nan)  # noqa: E731
-    zero = lambda: np.zeros(shape)  # noqa: E731
+    # per-symbol states are logged on bars where they changed: fills, settlements, table
+    # switches and the first bar; cross with several symbols changes every bar
+    n_tables = max(len(i.tiers) for i in insts)
+    state_rows = n_bars if (cross and n_sym > 1) else min(
+        n_bars, fill_cap + n_settle + n_sym * n_tables + 2)
     return Buffers(
         fills=np.zeros(fill_cap, dtype=dtypes.fill_dt),
         orders=np.zeros(changes + n_sym + 16, dtype=dtypes.order_dt),
@@ -178,9 +181,8 @@ def allocate_buffers(values: np.ndarray, mkt: MarketArrays, record_bars: bool) -
         liqs=np.zeros(changes + n_sym + 16, dtype=dtypes.liq_dt),
         trades=np.zeros(fill_cap, dtype=dtypes.trade_dt),
         wallet=np.zeros(n_bars), equity=np.zeros(n_bars), margin_used=np.zeros(n_bars),
-        margin_ratio=np.zeros(n_bars), position=zero(), entry_price=bar(), liq_price=bar(),
-        liq_price_fees=bar(), iso_margin=zero(),
-        row_written=np.zeros(n_bars if record_bars else 0, dtype=np.bool_))
+        margin_ratio=np.zeros(n_bars),
+        states=np.zeros(state_rows * n_sym if record_bars else 0, dtype=dtypes.state_dt))
 
 
 def backtest(market, strategy_or_targets, *, venue: str = "binance", margin: str = "isolated",
@@ -224,7 +226,7 @@ def backtest(market, strategy_or_targets, *, venue: str = "binance", margin: str
                        stop_pct=stop_pct, stop_trigger=stop_trig, take_pct=take_pct,
                        take_trigger=take_trig, record_bars=not stats_only)
     mkt = market_arrays(market)
-    buf = allocate_buffers(values, mkt, not stats_only)
+    buf = allocate_buffers(values, mkt, not stats_only, insts, margin_mode == MarginMode.cross)
     ps = new_position_state(market.n_symbols)
     acct = np.zeros(N_ACCT)
     cnt = np.zeros(N_CNT, dtype=np.int64)

@@ -82,3 +82,13 @@ trade_dt = np.dtype([
     ("liquidated", np.int64),
     ("min_liq_distance", np.float64),  # min over bars of the adverse mark's distance to LP
 ], align=True)
+
+state_dt = np.dtype([
+    ("bar", np.int64),            # the per-symbol state at this bar's close, written only on
+    ("symbol", np.int64),         # bars where it changed (Result forward-fills it)
+    ("qty", np.float64),          # signed position, base units
+    ("entry", np.float64),        # average entry price (NaN when flat)
+    ("liq_price", np.float64),
+    ("liq_price_fees", np.float64),
+    ("margin", np.float64),       # isolated margin, quote (0 in cross)
+], align=True)

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from perpbt.engine.state import (A_BUST, A_CLEARANCE, A_INSURANCE, A_WALLET, C_BUST_BAR,
-                                 C_FILLS, C_FUNDING, C_LIQS, C_ORDERS, C_SETTLEMENTS, C_STOPS,
+                                 C_FILLS, C_FUNDING, C_LIQS, C_ORDERS, C_SETTLEMENTS, C_STATES, C_STOPS,
                                  C_TIER_CHANGES, C_TRADES)
 from perpbt.enums import FillReason, LiqPolicy, OrderStatus
 
@@ -92,17 +92,26 @@ class Result:
             cols = {"wallet": b.wallet, "equity": b.equity, "margin_used": b.margin_used,
                     "margin_ratio": b.margin_ratio}
             if not self.stats_only:
-                # rows are written on bars where the state changed: carry them forward
-                rows = np.where(b.row_written, np.arange(len(b.row_written)), 0)
-                rows = np.maximum.accumulate(rows)
-                for n, sym in enumerate(self.market.symbols):
-                    cols[f"{sym}:position"] = b.position[rows, n]
-                    cols[f"{sym}:entry_price"] = b.entry_price[rows, n]
-                    cols[f"{sym}:liq_price"] = b.liq_price[rows, n]
-                    cols[f"{sym}:liq_price_fees"] = b.liq_price_fees[rows, n]
-                    cols[f"{sym}:isolated_margin"] = b.iso_margin[rows, n]
+                cols.update(self._state_columns())
             self._cache["equity"] = pd.DataFrame(cols, index=self.market.index)
         return self._cache["equity"]
+
+    def _state_columns(self) -> dict[str, np.ndarray]:
+        """Per-symbol state per bar, forward-filled from the log of bars where it changed."""
+        states = self._buf.states[: self._cnt[C_STATES]]
+        n_bars = len(self._buf.equity)
+        bars = np.arange(n_bars)
+        cols: dict[str, np.ndarray] = {}
+        fields = (("position", "qty", 0.0), ("entry_price", "entry", np.nan),
+                  ("liq_price", "liq_price", np.nan), ("liq_price_fees", "liq_price_fees", np.nan),
+                  ("isolated_margin", "margin", 0.0))
+        for n, sym in enumerate(self.market.symbols):
+            rows = states[states["symbol"] == n]
+            idx = np.searchsorted(rows["bar"], bars, side="right") - 1
+            for name, field, empty in fields:
+                values = np.append(rows[field], empty)  # idx -1 picks the empty value
+                cols[f"{sym}:{name}"] = values[idx]
+        return cols
 
     @property
     def fills(self) -> pd.DataFrame:

@@ -17,9 +17,9 @@ from perpbt.engine.intrabar import build_path_nb, walk_nb
 from perpbt.engine.liquidation import refresh_liq_prices_nb
 from perpbt.engine.orders import execute_orders_nb
 from perpbt.engine.requirements import requirement_nb
-from perpbt.engine.state import (A_BUST, A_EQUITY_OPEN, A_WALLET, C_BUST_BAR, C_ERROR,
+from perpbt.engine.state import (A_BUST, A_EQUITY_OPEN, A_WALLET, C_BUST_BAR, C_ERROR, C_STATES,
                                  C_TIER_CHANGES)
-from perpbt.enums import MarginMode, PriceTrigger, Venue
+from perpbt.enums import ErrorCode, MarginMode, PriceTrigger, Venue
 from perpbt.margin import tier_index_nb
 
 BUST_FRACTION = 1e-9
@@ -182,17 +182,23 @@ def close_positions_nb(t, qty, entry, margin, liq_price, table, tier, min_dist,
 
 
 @jit_nb(inline="always")
-def record_bar_nb(t, qty, entry, margin, liq_price, liq_price_fees, position_out, entry_out,
-                  lp_out, lpf_out, iso_out, row_written):
-    """Per-symbol state at bar t's close (written only when it changed; Result ffills)."""
-    row_written[t] = True
+def record_bar_nb(t, qty, entry, margin, liq_price, liq_price_fees, states, cnt):
+    """Append each symbol's state at bar t's close to ``states`` (only on bars where it
+    changed; Result forward-fills)."""
     for n in range(qty.shape[0]):
-        position_out[t, n] = qty[n]
-        iso_out[t, n] = margin[n]
-        if qty[n] != 0.0:
-            entry_out[t, n] = entry[n]
-            lp_out[t, n] = liq_price[n]
-            lpf_out[t, n] = liq_price_fees[n]
+        i = cnt[C_STATES]
+        if i >= states.shape[0]:
+            cnt[C_ERROR] = ErrorCode.capacity
+            return
+        r = states[i]
+        r["bar"] = t
+        r["symbol"] = n
+        r["qty"] = qty[n]
+        r["entry"] = entry[n] if qty[n] != 0.0 else np.nan
+        r["liq_price"] = liq_price[n] if qty[n] != 0.0 else np.nan
+        r["liq_price_fees"] = liq_price_fees[n] if qty[n] != 0.0 else np.nan
+        r["margin"] = margin[n]
+        cnt[C_STATES] = i + 1
 
 
 @jit_nb
@@ -314,9 +320,7 @@ def run_nb(mkt, ins, cfg, targets, ps, acct, cnt, buf, scratch):
         if cross:
             worst = req / equity if equity > 0.0 else (np.inf if req > 0.0 else 0.0)
         if cfg.record_bars and (changed or t == 0 or (cross and n_open > 1)):
-            record_bar_nb(t, qty, entry, margin, liq, ps.liq_price_fees, buf.position,
-                          buf.entry_price, buf.liq_price, buf.liq_price_fees, buf.iso_margin,
-                          buf.row_written)
+            record_bar_nb(t, qty, entry, margin, liq, ps.liq_price_fees, buf.states, cnt)
         buf.wallet[t] = wallet
         buf.equity[t] = equity
         buf.margin_used[t] = used

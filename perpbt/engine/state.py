@@ -81,14 +81,8 @@ class Buffers(NamedTuple):
     equity: np.ndarray         # (T,)
     margin_used: np.ndarray    # (T,) isolated margins, or cross initial margin at mark
     margin_ratio: np.ndarray   # (T,) maintenance / margin balance (account or worst position)
-    # per-symbol rows are written only on bars where the state changed (``row_written``);
-    # Result forward-fills them: writing (T, N) arrays every bar costs more than the loop
-    position: np.ndarray       # (T, N) or (0, N) when stats-only
-    entry_price: np.ndarray
-    liq_price: np.ndarray
-    liq_price_fees: np.ndarray
-    iso_margin: np.ndarray
-    row_written: np.ndarray    # (T,) bool
+    states: np.ndarray         # state_dt: per-symbol state on bars where it changed; writing
+                               # (T, N) arrays every bar costs more than the loop itself
 
 
 class Scratch(NamedTuple):
@@ -130,7 +124,8 @@ C_ERROR = 9           # enums.ErrorCode
 C_ERROR_BAR = 10
 C_ERROR_SYMBOL = 11
 C_BUST_BAR = 12
-N_CNT = 13
+C_STATES = 13
+N_CNT = 14
 
 
 def new_position_state(n_symbols: int) -> PositionState:
