@@ -14,6 +14,7 @@ import pandas as pd
 
 from perpbt import dtypes
 from perpbt.engine.loop import run_nb
+from perpbt.engine.scan import SCAN_INF, SCAN_OVER_LEVERAGE, scan_targets_nb
 from perpbt.engine.state import (C_ERROR, C_ERROR_BAR, C_ERROR_SYMBOL, N_ACCT, N_CNT, Buffers,
                                  EngineConfig, InstrumentArrays, MarketArrays,
                                  new_position_state, new_scratch)
@@ -32,8 +33,9 @@ def _iso(market, t: int) -> str:
     return pd.Timestamp(int(market.time_ms[t]), unit="ms", tz="UTC").strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def target_frame(market, strategy_or_targets) -> pd.DataFrame:
-    """The (T x N) exposure frame of a Strategy, Targets or DataFrame, checked against the market."""
+def target_frame(market, strategy_or_targets) -> tuple[pd.DataFrame, str]:
+    """The (T x N) exposure frame of a Strategy, Targets or DataFrame, checked against the
+    market's shape and labels, and the name of its source for error messages."""
     source = "targets"
     obj = strategy_or_targets
     if isinstance(obj, Strategy):
@@ -58,12 +60,7 @@ def target_frame(market, strategy_or_targets) -> pd.DataFrame:
         bad = int(np.argmax(index != market.index))
         raise ValueError(f"{source}: targets index differs from the market's bar times first at "
                          f"row {bad} ({index[bad]} vs {market.index[bad]})")
-    values = obj.to_numpy(dtype=np.float64, na_value=np.nan)
-    if np.isinf(values).any():
-        t, n = np.argwhere(np.isinf(values))[0]
-        raise ValueError(f"{source}: target exposure is infinite for {market.symbols[n]} at "
-                         f"{_iso(market, t)}")
-    return pd.DataFrame(values, index=market.index, columns=list(market.symbols))
+    return obj, source
 
 
 def _leverage_array(leverage, market) -> np.ndarray:
@@ -148,25 +145,27 @@ def market_arrays(market) -> MarketArrays:
                         np.require(a["funding_covered"], np.bool_, ["C", "W"]))
 
 
-def _check_exposure(values: np.ndarray, lev: np.ndarray, market, margin_mode: int) -> None:
-    if margin_mode != MarginMode.isolated:
-        return
-    over = np.abs(values) > lev[None, :] * (1.0 + 1e-12)
-    if over.any():
-        t, n = np.argwhere(over)[0]
+def target_values(frame: pd.DataFrame, source: str, lev: np.ndarray, market,
+                  margin_mode: int) -> tuple[np.ndarray, int]:
+    """(values as a read-only C array, number of target changes); raises on an infinite
+    exposure or, in isolated mode, an exposure above the leverage (DESIGN 1.1)."""
+    values = np.require(frame.to_numpy(dtype=np.float64, na_value=np.nan), np.float64, ["C"])
+    values = values.view()
+    values.flags.writeable = False  # always read-only: one kernel signature, no copy needed
+    changes, kind, t, n = scan_targets_nb(values, lev, margin_mode == MarginMode.isolated)
+    if kind == SCAN_INF:
+        raise ValueError(f"{source}: target exposure is infinite for {market.symbols[n]} at "
+                         f"{_iso(market, t)}")
+    if kind == SCAN_OVER_LEVERAGE:
         raise ValueError(f"target exposure {values[t, n]:g} for {market.symbols[n]} at "
                          f"{_iso(market, t)} exceeds leverage {lev[n]:g} (isolated margin)")
+    return values, changes
 
 
-def allocate_buffers(values: np.ndarray, mkt: MarketArrays, record_bars: bool, insts: list,
+def allocate_buffers(changes: int, mkt: MarketArrays, record_bars: bool, insts: list,
                      cross: bool) -> Buffers:
     """Record arrays sized from the targets: each target change is one order (<= 2 fills)."""
-    n_bars, n_sym = values.shape
-    changes = 0
-    for n in range(n_sym):
-        col = values[:, n]
-        col = col[~np.isnan(col)]
-        changes += int(np.count_nonzero(np.diff(col))) + (1 if len(col) else 0)
+    n_bars, n_sym = mkt.open.shape
     n_settle = int(np.count_nonzero(~np.isnan(mkt.funding_rate)))
     fill_cap = 3 * changes + 4 * n_sym + 16
     # per-symbol states are logged on bars where they changed: fills, settlements, table
@@ -211,10 +210,9 @@ def backtest(market, strategy_or_targets, *, venue: str = "binance", margin: str
                                   f"available: {IMPLEMENTED_POLICIES}")
     if not initial_capital > 0:
         raise ValueError(f"initial_capital must be positive, got {initial_capital}")
-    targets = target_frame(market, strategy_or_targets)
-    values = targets.to_numpy()
+    targets, source = target_frame(market, strategy_or_targets)
     lev = _leverage_array(leverage, market)
-    _check_exposure(values, lev, market, margin_mode)
+    values, changes = target_values(targets, source, lev, market, margin_mode)
     insts = resolve_instruments(market, venue, instruments)
     ins = pack_instruments(insts, market, preset, lev)
     stop_pct, stop_trig = exit_rule_arrays(stop, StopLoss, market.n_symbols)
@@ -226,11 +224,11 @@ def backtest(market, strategy_or_targets, *, venue: str = "binance", margin: str
                        stop_pct=stop_pct, stop_trigger=stop_trig, take_pct=take_pct,
                        take_trigger=take_trig, record_bars=not stats_only)
     mkt = market_arrays(market)
-    buf = allocate_buffers(values, mkt, not stats_only, insts, margin_mode == MarginMode.cross)
+    buf = allocate_buffers(changes, mkt, not stats_only, insts, margin_mode == MarginMode.cross)
     ps = new_position_state(market.n_symbols)
     acct = np.zeros(N_ACCT)
     cnt = np.zeros(N_CNT, dtype=np.int64)
-    run_nb(mkt, ins, cfg, np.require(values, np.float64, ["C", "W"]), ps, acct, cnt, buf,
+    run_nb(mkt, ins, cfg, values, ps, acct, cnt, buf,
            new_scratch(market.n_symbols, ins.tier_floor.shape[2]))
     if cnt[C_ERROR] == ErrorCode.funding_uncovered:
         t, n = int(cnt[C_ERROR_BAR]), int(cnt[C_ERROR_SYMBOL])
