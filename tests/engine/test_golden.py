@@ -262,3 +262,45 @@ def test_funding_outside_coverage_is_an_error_unless_zero():
         run(m, {"A": {0: 1.0}})
     res = run(m, {"A": {0: 1.0}}, funding="zero")
     assert res.equity["A:position"].iloc[-1] == pytest.approx(100.0)
+
+
+# ---- venues and dated tier tables ---------------------------------------------------------
+@pytest.mark.parametrize("venue, expected_lp", [
+    # exposure 5 at leverage 10, qty 500 @ 100, margin 5,000, mmr 0.5 %, taker fee 0.05 %
+    # paid from the free balance (margin stays 5,000):
+    # bybit (maintenance margin at entry value): MM = 500*100*0.005 = 250,
+    #   LP = E - (IM - MM)/q = 100 - (5,000 - 250)/500 = 90.5
+    ("bybit", 90.5),
+    # okx (taker fee in the requirement): 5,000 + 500*(P - 100) = 500*P*(0.005 + 0.0005)
+    #   -> P = 45,000 / (500 * 0.9945) = 90.49773755656109
+    ("okx", 45_000 / 497.25),
+    # binance: 45,000 / 497.5 = 90.45226130653266 (see above)
+    ("binance", 45_000 / 497.5),
+])
+def test_each_venue_liquidates_at_its_own_formula(venue, expected_lp):
+    inst = {"A": test_instrument("A", taker_fee=0.0005)}
+    m = make_market({"A": LIQ_BARS}, mark={"A": LIQ_MARK}, instruments=inst)
+    res = run(m, {"A": {0: 5.0}}, margin="isolated", leverage=10, venue=venue)
+    assert res.trades.iloc[0]["liq_price"] == pytest.approx(expected_lp, rel=1e-12)
+    liq = res.liquidations.iloc[0]
+    assert liq["bar"] == 7 and liq["trigger_mark"] == pytest.approx(expected_lp, rel=1e-12)
+
+
+def test_dated_tier_table_switches_at_its_date():
+    # table 1 (from the start): mmr 0.5 %; table 2 from bar 3: mmr 2 % (amounts 0 in tier 1).
+    # long qty 500 @ 100, margin 5,000 (exposure 5, leverage 10):
+    #   LP = (50,000 - 5,000) / (500 * (1 - mmr)): 90.4523 before bar 3, 45,000/490 = 91.8367
+    #   from bar 3 on.
+    from perpbt.instruments import Instrument, load_tiers
+    from tests.helpers import T0_MS, HOUR_MS, TEST_TIERS
+
+    later = [dict(TEST_TIERS[0], maintenanceMarginRate=0.02, maxLeverage=40),
+             dict(TEST_TIERS[1], maintenanceMarginRate=0.03, maintAmt=10_000.0)]
+    tables = (load_tiers(TEST_TIERS, illustrative=True),
+              load_tiers(later, effective_from_ms=T0_MS + 3 * HOUR_MS, illustrative=True))
+    inst = {"A": Instrument("A", tables, taker_fee=0.0, clearance_fee=0.0)}
+    m = make_market({"A": [FLAT] * 6}, instruments=inst)
+    res = run(m, {"A": {0: 5.0}}, margin="isolated", leverage=10)
+    lp = res.equity["A:liq_price"].to_numpy()
+    assert lp[1:3] == pytest.approx([45_000 / 497.5] * 2, rel=1e-12)
+    assert lp[3:] == pytest.approx([45_000 / 490] * 3, rel=1e-12)
