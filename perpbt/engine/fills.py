@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import numpy as np
 from perpbt._jit import jit_nb
-
 from perpbt.engine.records import (add_to_trade_nb, finish_trade_nb, open_trade_nb,
                                    reduce_trade_nb, write_fill_nb)
 from perpbt.engine.requirements import is_cross_nb, sum_margin_nb

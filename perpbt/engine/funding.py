@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import numpy as np
 from perpbt._jit import jit_nb
-
 from perpbt.engine.records import write_funding_nb
 from perpbt.engine.requirements import is_cross_nb, sum_margin_nb
 from perpbt.engine.state import (A_WALLET, C_ERROR, C_ERROR_BAR, C_ERROR_SYMBOL,

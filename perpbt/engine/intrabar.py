@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import numpy as np
 from perpbt._jit import jit_nb
-
 from perpbt.engine.fills import reduce_position_nb
 from perpbt.engine.liquidation import (liquidate_cross_nb, liquidate_isolated_nb,
                                        refresh_liq_prices_nb)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import numpy as np
 from perpbt._jit import jit_nb
-
 from perpbt.engine.records import close_trade_nb, write_fill_nb, write_liq_nb
 from perpbt.engine.requirements import (close_fee_rate_nb, is_cross_nb, position_requirement_nb,
                                         upnl_nb)

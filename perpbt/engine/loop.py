@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import numpy as np
 from perpbt._jit import jit_nb
-
 from perpbt.engine.funding import settle_funding_nb
 from perpbt.engine.intrabar import build_path_nb, walk_nb
 from perpbt.engine.liquidation import refresh_liq_prices_nb

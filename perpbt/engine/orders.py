@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import numpy as np
 from perpbt._jit import jit_nb
-
 from perpbt.engine.fills import increase_position_nb, reduce_position_nb
 from perpbt.engine.records import write_order_nb
 from perpbt.engine.requirements import is_cross_nb, sum_margin_nb

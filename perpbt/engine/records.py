@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import numpy as np
 from perpbt._jit import jit_nb
-
 from perpbt.engine.state import C_ERROR, C_FILLS, C_FUNDING, C_LIQS, C_ORDERS, C_TRADES
 from perpbt.enums import ErrorCode
 

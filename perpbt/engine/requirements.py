@@ -8,11 +8,9 @@ The requirement is what a position must keep as margin balance before the venue 
 
 from __future__ import annotations
 
-import numpy as np
 from perpbt._jit import jit_nb
-
 from perpbt.enums import MarginMode, Venue
-from perpbt.margin import maint_margin_nb, tier_index_nb
+from perpbt.margin import maint_margin_nb
 
 
 @jit_nb(inline="always")
@@ -39,20 +37,6 @@ def position_requirement_nb(n, mark, ps, ins, cfg):
 
 
 @jit_nb
-def maint_margin_at_nb(n, mark, ps, ins):
-    """Maintenance margin (quote) of symbol n's position at ``mark`` (tier of the notional)."""
-    d = ps.table[n]
-    return maint_margin_nb(abs(ps.qty[n]) * mark, ins.tier_floor[n, d], ins.tier_mmr[n, d],
-                           ins.tier_amt[n, d], ins.tier_count[n, d])
-
-
-@jit_nb
-def tier_at_nb(n, mark, ps, ins):
-    d = ps.table[n]
-    return tier_index_nb(ins.tier_floor[n, d], ins.tier_count[n, d], abs(ps.qty[n]) * mark)
-
-
-@jit_nb
 def upnl_nb(n, mark, ps):
     """Unrealized PnL (quote) of symbol n at ``mark``."""
     q = ps.qty[n]
@@ -72,24 +56,10 @@ def cross_health_nb(marks, wallet, ps, ins, cfg):
 
 
 @jit_nb
-def isolated_health_nb(n, mark, ps, ins, cfg):
-    """Isolated margin + unrealized - requirement of symbol n at ``mark``."""
-    return ps.margin[n] + upnl_nb(n, mark, ps) - position_requirement_nb(n, mark, ps, ins, cfg)
-
-
-@jit_nb
 def sum_margin_nb(ps):
     total = 0.0
     for n in range(ps.margin.shape[0]):
         total += ps.margin[n]
-    return total
-
-
-@jit_nb
-def equity_nb(marks, wallet, ps):
-    total = wallet
-    for n in range(ps.qty.shape[0]):
-        total += upnl_nb(n, marks[n], ps)
     return total
 
 
@@ -104,20 +74,3 @@ def close_fee_rate_nb(n, ins, cfg):
     if cfg.venue == Venue.okx:
         return ins.clearance_fee[n]
     return ins.clearance_fee[n] + ins.taker_fee[n]
-
-
-@jit_nb
-def any_position_nb(ps):
-    for n in range(ps.qty.shape[0]):
-        if ps.qty[n] != 0.0:
-            return True
-    return False
-
-
-@jit_nb
-def nan_safe_min(a, b):
-    if np.isnan(a):
-        return b
-    if np.isnan(b):
-        return a
-    return min(a, b)
