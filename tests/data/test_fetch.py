@@ -353,3 +353,33 @@ def test_load_builds_a_market_from_the_cache_and_offline_names_the_command(tmp_p
     with pytest.raises(ValueError, match="perpbt fetch binanceusdm"):
         load("binanceusdm", "BTC/USDT:USDT", "1h", "2020-12-01", "2021-01-02", offline=True,
              data_dir=tmp_path)
+
+
+# ------------------------------------------------------------------------------ cli
+def test_cli_fetch_and_data_list(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from perpbt.cli import app
+
+    class Served(ccxt.binanceusdm):
+        def __init__(self, config=None):
+            super().__init__(config)
+            FakeBinance(self, settlements=[T0 + 8 * H])
+
+    monkeypatch.setattr(ccxt, "binanceusdm", Served)
+    runner = CliRunner()
+    res = runner.invoke(app, ["fetch", "binanceusdm", "BTC/USDT:USDT", "--timeframe", "1h",
+                              "--since", "2021-01-01", "--until", "2021-01-02", "--kinds",
+                              "ohlcv,funding", "--data-dir", str(tmp_path)])
+    assert res.exit_code == 0, res.output
+    assert "ohlcv" in res.output and "funding" in res.output and "24" in res.output
+    assert not list(tmp_path.rglob("*-mark.parquet"))
+    res = runner.invoke(app, ["data", "list", "--data-dir", str(tmp_path)])
+    assert res.exit_code == 0, res.output
+    assert "BTC/USDT:USDT" in res.output and "2021-01-01 00:00" in res.output
+    assert "2021-01-01 23:00" in res.output
+    res = runner.invoke(app, ["fetch", "binanceusdm", "NOPE/USDT:USDT", "--since",
+                              "2021-01-01", "--data-dir", str(tmp_path)])
+    assert res.exit_code == 2 and "no market 'NOPE/USDT:USDT'" in res.output
+    res = runner.invoke(app, ["data", "list", "--data-dir", str(tmp_path / "empty")])
+    assert res.exit_code == 0 and "no cached data" in res.output
