@@ -37,8 +37,9 @@ class FakeBinance:
     """Installs itself as ``ex.fetch``; records (path, params) of every request."""
 
     def __init__(self, ex, *, kline_start=T0 - 1000 * H, kline_end=None, mark_start=None,
-                 settlements=(), fail=None):
+                 settlements=(), fail=None, listings=None):
         self.ex = ex
+        self.listings = {"BTCUSDT": T0 - 1000 * H, "ETHUSDT": T0 - 1000 * H, **(listings or {})}
         self.calls: list[tuple[str, dict]] = []
         self.kline_start, self.kline_end = kline_start, kline_end
         self.mark_start = kline_start if mark_start is None else mark_start
@@ -63,11 +64,12 @@ class FakeBinance:
             self.fail(path, q, sum(1 for p, _ in self.calls if p == path))
         if path == "/fapi/v1/exchangeInfo":
             return self.info
-        if q.get("symbol") not in (None, "BTCUSDT"):
+        if q.get("symbol") not in (None, *self.listings):
             raise ccxt.BadSymbol("binanceusdm {\"code\":-1121,\"msg\":\"Invalid symbol.\"}")
         if path in ("/fapi/v1/klines", "/fapi/v1/markPriceKlines"):
             mark = path.endswith("markPriceKlines")
             first = self.mark_start if mark else self.kline_start
+            first = max(first, self.listings[q["symbol"]])
             now = self.ex.milliseconds()
             stop = now if self.kline_end is None else min(self.kline_end - 1, now)
             if "endTime" in q:
@@ -81,8 +83,9 @@ class FakeBinance:
             start = int(q.get("startTime", 0))
             end = int(q.get("endTime", 2**62))
             limit = int(q.get("limit", 100))
+            start = max(start, self.listings[q["symbol"]])
             rows = [t for t in self.settlements if start <= t <= end][:limit]
-            return [{"symbol": "BTCUSDT", "fundingTime": t, "fundingRate": "0.00010000",
+            return [{"symbol": q["symbol"], "fundingTime": t, "fundingRate": "0.00010000",
                      "markPrice": "100.0"} for t in rows]
         raise AssertionError(f"unexpected request {url}")
 
@@ -305,7 +308,7 @@ def test_credentials_never_leave_the_exchange(tmp_path, monkeypatch, caplog, cap
     out = F.fetch("binanceusdm", "BTC/USDT:USDT", "1h", T0, T0 + 12 * H, data_dir=tmp_path,
                   exchange_options={"apiKey": key, "secret": secret,
                                     "options": {"fetchCurrencies": False}})
-    for bad in ("ETH/USDT:USDT", "../../x"):
+    for bad in ("DOGE/USDT:USDT", "../../x"):
         try:
             F.fetch("binanceusdm", bad, "1h", T0, data_dir=tmp_path,
                     exchange_options={"apiKey": key, "secret": secret})
@@ -353,6 +356,60 @@ def test_load_builds_a_market_from_the_cache_and_offline_names_the_command(tmp_p
     with pytest.raises(ValueError, match="perpbt fetch binanceusdm"):
         load("binanceusdm", "BTC/USDT:USDT", "1h", "2020-12-01", "2021-01-02", offline=True,
              data_dir=tmp_path)
+
+
+def test_load_aligns_symbols_with_different_histories(tmp_path):
+    from perpbt.data.load import load
+    from perpbt.market import CoverageWarning
+
+    settle = [T0 + i * 8 * H for i in range(4)]
+    ex, fake = make(settlements=settle, listings={"ETHUSDT": T0 + 5 * H})
+    with pytest.warns(CoverageWarning, match=r"ETH|BTC"):
+        market = load(ex, ["BTC/USDT:USDT", "ETH/USDT:USDT"], "1h", T0, T0 + 24 * H,
+                      data_dir=tmp_path)
+    assert market.symbols == ("BTC/USDT:USDT", "ETH/USDT:USDT")
+    # policy: one grid, trimmed to the span every series of every symbol covers
+    assert market.time_ms[0] == T0 + 8 * H  # ETH's first settlement after its listing
+    assert market.time_ms[-1] == T0 + 23 * H
+    assert set(market.instruments) == {"BTC/USDT:USDT", "ETH/USDT:USDT"}
+    assert market.instruments["ETH/USDT:USDT"].tick_size == 0.01
+    assert market.instruments["BTC/USDT:USDT"].tick_size == 0.1
+    assert market.instruments["BTC/USDT:USDT"].lot_size == 0.001
+    eth = store.read_series(store.cache_path(tmp_path, "binanceusdm", "ETH/USDT:USDT", "1h",
+                                             "ohlcv"), "binanceusdm", "ETH/USDT:USDT", "1h",
+                            "ohlcv")
+    assert eth["timestamp_ms"].iloc[0] == T0 + 5 * H
+
+
+def test_interrupted_head_download_leaves_the_cache_as_it_was(tmp_path, monkeypatch):
+    small_pages(monkeypatch)
+    ex, fake = make()
+    F.fetch(ex, "BTC/USDT:USDT", "1h", T0, T0 + 10 * H, kinds=("ohlcv",), data_dir=tmp_path)
+    path = store.cache_path(tmp_path, "binanceusdm", "BTC/USDT:USDT", "1h", "ohlcv")
+    before = path.read_bytes()
+
+    def boom(p, q, n):
+        if p == "/fapi/v1/klines" and n == 2:
+            raise ccxt.ExchangeError("binanceusdm dropped")
+
+    ex2, fake2 = make(fail=boom)
+    with pytest.raises(ccxt.ExchangeError):
+        F.fetch(ex2, "BTC/USDT:USDT", "1h", T0 - 30 * H, T0 + 10 * H, kinds=("ohlcv",),
+                data_dir=tmp_path)
+    assert path.read_bytes() == before
+    ex3, fake3 = make()
+    F.fetch(ex3, "BTC/USDT:USDT", "1h", T0 - 30 * H, T0 + 10 * H, kinds=("ohlcv",),
+            data_dir=tmp_path)
+    assert fake3.starts("/fapi/v1/klines") == [T0 - 30 * H, T0 - 20 * H, T0 - 10 * H]
+    assert stored(tmp_path, "ohlcv")["timestamp_ms"].tolist() == [
+        T0 - 30 * H + i * H for i in range(40)]
+
+
+def test_progress_stays_quiet_off_a_terminal(tmp_path, capsys):
+    ex, fake = make()
+    F.fetch(ex, "BTC/USDT:USDT", "1h", T0, T0 + 3 * H, kinds=("ohlcv",), data_dir=tmp_path)
+    printed = capsys.readouterr()
+    assert printed.out == "" and printed.err == ""
 
 
 # ------------------------------------------------------------------------------ cli
