@@ -47,12 +47,19 @@ FLUSH_PAGES = 20  # pages buffered between cache writes
 
 # exchange quirks in one place: page sizes and the venue preset the tiers fall back to
 CAPABILITIES: dict[str, dict[str, Any]] = {
-    "binanceusdm": {"ohlcv_limit": 1500, "funding_limit": 1000, "venue": "binance"},
-    "binance": {"ohlcv_limit": 1500, "funding_limit": 1000, "venue": "binance"},
-    "bybit": {"ohlcv_limit": 1000, "funding_limit": 200, "venue": "bybit"},
-    "okx": {"ohlcv_limit": 100, "funding_limit": 100, "venue": "okx"},
+    "binanceusdm": {"ohlcv_limit": 1500, "funding_limit": 1000, "venue": "binance",
+                    "ohlcv_window": False},
+    "binance": {"ohlcv_limit": 1500, "funding_limit": 1000, "venue": "binance",
+                "ohlcv_window": False},
+    "bybit": {"ohlcv_limit": 1000, "funding_limit": 200, "venue": "bybit",
+              "ohlcv_window": True},
+    "okx": {"ohlcv_limit": 100, "funding_limit": 100, "venue": "okx", "ohlcv_window": True},
 }
-DEFAULT_CAPABILITIES = {"ohlcv_limit": 500, "funding_limit": 100, "venue": None}
+# ohlcv_window: ask each candle page with an explicit until (cursor + limit bars) for venues
+# whose since-only answer is not "the first limit bars from since"; an empty window then
+# moves the cursor on instead of ending the series. Binance jumps to the listing by itself.
+DEFAULT_CAPABILITIES = {"ohlcv_limit": 500, "funding_limit": 100, "venue": None,
+                        "ohlcv_window": True}
 _HOUR_MS = 3_600_000
 _MARKET_FIELDS = ("id", "symbol", "base", "quote", "settle", "type", "spot", "swap", "future",
                   "contract", "linear", "inverse", "contractSize", "precision", "limits",
@@ -146,15 +153,23 @@ def funding_interval_hours(times: np.ndarray) -> np.ndarray:
 
 # ------------------------------------------------------------------------------ paging
 def _candle_pages(ex, symbol: str, timeframe: str, tf_ms: int, start: int, end: int,
-                  now: int, kind: str, limit: int) -> Iterable[list[list]]:
-    """Pages of closed candles with start <= open < end."""
+                  now: int, kind: str, limit: int,
+                  window: bool = False) -> Iterable[list[list]]:
+    """Pages of closed candles with start <= open < end (see ``ohlcv_window``)."""
     method = ex.fetch_mark_ohlcv if kind == "mark" else ex.fetch_ohlcv
     cursor = start
     while cursor < end:
-        rows = call(method, symbol, timeframe, cursor, limit,
+        args: tuple = (symbol, timeframe, cursor, limit)
+        stop = cursor + limit * tf_ms
+        if window:
+            args += ({"until": stop - 1},)
+        rows = call(method, *args,
                     what=f"{ex.id} {kind} {symbol} {timeframe} from {iso(cursor)}")
-        rows = [r for r in rows or [] if r[0] >= cursor]
+        rows = sorted((r for r in rows or [] if r[0] >= cursor), key=lambda r: r[0])
         if not rows:
+            if window and stop < min(end, now):
+                cursor = stop
+                continue
             return
         last_open = rows[-1][0]
         keep = [r for r in rows if r[0] < end and r[0] + tf_ms <= now]
@@ -361,7 +376,8 @@ def _download(ex, series: _Series, part: str, start: int, end: int, sym: str,
     """Fetch one range into ``series``; returns rows added. Tail pages are flushed every
     FLUSH_PAGES pages and on errors; a head range is kept only when complete."""
     pages = (_funding_pages(ex, sym, start, end, limit) if kind == "funding" else
-             _candle_pages(ex, sym, timeframe, tf_ms, start, end, now, kind, limit))
+             _candle_pages(ex, sym, timeframe, tf_ms, start, end, now, kind, limit,
+                           capabilities(ex.id)["ohlcv_window"]))
     if part == "head":
         buffered = []
         for rows in pages:

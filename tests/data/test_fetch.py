@@ -440,3 +440,15 @@ def test_cli_fetch_and_data_list(tmp_path, monkeypatch):
     assert res.exit_code == 2 and "no market 'NOPE/USDT:USDT'" in res.output
     res = runner.invoke(app, ["data", "list", "--data-dir", str(tmp_path / "empty")])
     assert res.exit_code == 0 and "no cached data" in res.output
+
+
+def test_windowed_pages_step_over_empty_windows(tmp_path, monkeypatch):
+    monkeypatch.setitem(F.CAPABILITIES, "binanceusdm",
+                        {"ohlcv_limit": 10, "funding_limit": 5, "venue": "binance",
+                         "ohlcv_window": True})
+    ex, fake = make(listings={"BTCUSDT": T0 + 25 * H})
+    F.fetch(ex, "BTC/USDT:USDT", "1h", T0, T0 + 40 * H, kinds=("ohlcv",), data_dir=tmp_path)
+    asked = [(int(q["startTime"]), int(q["endTime"])) for q in fake.urls("/fapi/v1/klines")]
+    assert asked == [(T0 + i * H, T0 + (i + 10) * H - 1) for i in (0, 10, 20, 30)]
+    assert stored(tmp_path, "ohlcv")["timestamp_ms"].tolist() == [
+        T0 + i * H for i in range(25, 40)]
