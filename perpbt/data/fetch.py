@@ -55,9 +55,10 @@ CAPABILITIES: dict[str, dict[str, Any]] = {
               "ohlcv_window": True},
     "okx": {"ohlcv_limit": 100, "funding_limit": 100, "venue": "okx", "ohlcv_window": True},
 }
-# ohlcv_window: ask each candle page with an explicit until (cursor + limit bars) for venues
-# whose since-only answer is not "the first limit bars from since"; an empty window then
-# moves the cursor on instead of ending the series. Binance jumps to the listing by itself.
+# ohlcv_window: ask each page with an explicit until (candles: cursor + limit bars; funding:
+# cursor + limit hours) for venues whose since-only answer is not "the first limit rows from
+# since" (bybit and okx answer newest-first); an empty window then moves the cursor on
+# instead of ending the series. Binance answers oldest-first and jumps to the listing.
 DEFAULT_CAPABILITIES = {"ohlcv_limit": 500, "funding_limit": 100, "venue": None,
                         "ohlcv_window": True}
 _HOUR_MS = 3_600_000
@@ -180,14 +181,31 @@ def _candle_pages(ex, symbol: str, timeframe: str, tf_ms: int, start: int, end: 
         cursor = last_open + tf_ms
 
 
-def _funding_pages(ex, symbol: str, start: int, end: int, limit: int) -> Iterable[list]:
-    """Pages of settlements with start <= time < end, cursor = last time + 1 ms."""
+def _funding_pages(ex, symbol: str, start: int, end: int, limit: int,
+                   window: bool = False) -> Iterable[list]:
+    """Pages of settlements with start <= time < end, cursor = last time + 1 ms.
+
+    ``window``: each request also gets ``until`` = cursor + ``limit`` hours, so a venue that
+    answers newest-first within the window cannot hide settlements even at 1h intervals."""
     cursor = start
     while cursor < end:
-        rows = call(ex.fetch_funding_rate_history, symbol, cursor, limit,
+        args: tuple = (symbol, cursor, limit)
+        stop = cursor + limit * _HOUR_MS
+        if window:
+            args += ({"until": stop - 1},)
+        rows = call(ex.fetch_funding_rate_history, *args,
                     what=f"{ex.id} funding {symbol} from {iso(cursor)}")
         rows = sorted((r for r in rows or [] if r.get("timestamp") is not None
                        and r["timestamp"] >= cursor), key=lambda r: r["timestamp"])
+        if window and len(rows) < limit:  # the whole window came back
+            keep = [[int(r["timestamp"]), float(r["fundingRate"])] for r in rows
+                    if r["timestamp"] < end and r.get("fundingRate") is not None]
+            if keep:
+                yield keep
+            if stop >= end:
+                return
+            cursor = stop
+            continue
         if not rows:
             return
         keep = [[int(r["timestamp"]), float(r["fundingRate"])] for r in rows
@@ -375,9 +393,9 @@ def _download(ex, series: _Series, part: str, start: int, end: int, sym: str,
               task) -> int:
     """Fetch one range into ``series``; returns rows added. Tail pages are flushed every
     FLUSH_PAGES pages and on errors; a head range is kept only when complete."""
-    pages = (_funding_pages(ex, sym, start, end, limit) if kind == "funding" else
-             _candle_pages(ex, sym, timeframe, tf_ms, start, end, now, kind, limit,
-                           capabilities(ex.id)["ohlcv_window"]))
+    window = capabilities(ex.id)["ohlcv_window"]
+    pages = (_funding_pages(ex, sym, start, end, limit, window) if kind == "funding" else
+             _candle_pages(ex, sym, timeframe, tf_ms, start, end, now, kind, limit, window))
     if part == "head":
         buffered = []
         for rows in pages:

@@ -103,12 +103,13 @@ def _fast(monkeypatch):
 
 def small_pages(monkeypatch, ohlcv=10, funding=5):
     monkeypatch.setitem(F.CAPABILITIES, "binanceusdm",
-                        {"ohlcv_limit": ohlcv, "funding_limit": funding, "venue": "binance"})
+                        {"ohlcv_limit": ohlcv, "funding_limit": funding, "venue": "binance",
+                         "ohlcv_window": False})
 
 
-def stored(tmp_path, kind, tf="1h"):
-    path = store.cache_path(tmp_path, "binanceusdm", "BTC/USDT:USDT", tf, kind)
-    return store.read_series(path, "binanceusdm", "BTC/USDT:USDT", tf, kind)
+def stored(tmp_path, kind, tf="1h", exchange="binanceusdm"):
+    path = store.cache_path(tmp_path, exchange, "BTC/USDT:USDT", tf, kind)
+    return store.read_series(path, exchange, "BTC/USDT:USDT", tf, kind)
 
 
 # ------------------------------------------------------------------------------ fetch
@@ -452,3 +453,75 @@ def test_windowed_pages_step_over_empty_windows(tmp_path, monkeypatch):
     assert asked == [(T0 + i * H, T0 + (i + 10) * H - 1) for i in (0, 10, 20, 30)]
     assert stored(tmp_path, "ohlcv")["timestamp_ms"].tolist() == [
         T0 + i * H for i in range(25, 40)]
+
+
+# ------------------------------------------------------------------------------ bybit
+class FakeBybit:
+    """Bybit v5 wire format: newest-first lists under result.list, strings everywhere."""
+
+    def __init__(self, ex, *, listing=T0 - 1000 * H, settlements=()):
+        self.ex, self.listing, self.settlements = ex, listing, sorted(settlements)
+        self.calls: list[tuple[str, dict]] = []
+        self.info = json.loads((Path(__file__).resolve().parents[1] / "fixtures" / "bybit"
+                                / "instruments-info-linear.json").read_text())
+        ex.fetch = self.fetch
+        ex.rateLimit = 0.01
+
+    def params(self, suffix):
+        return [q for p, q in self.calls if p.endswith(suffix)]
+
+    def fetch(self, url, method="GET", headers=None, body=None):
+        parsed = urlparse(url)
+        q = {k: v[0] for k, v in parse_qs(parsed.query).items()}
+        self.calls.append((parsed.path, q))
+        ok = {"retCode": 0, "retMsg": "OK", "retExtInfo": {}, "time": self.ex.milliseconds()}
+        if parsed.path == "/v5/market/instruments-info":
+            if q.get("status") == "PreLaunch":
+                return dict(ok, result={"category": "linear", "list": [],
+                                        "nextPageCursor": ""})
+            return self.info
+        if parsed.path in ("/v5/market/kline", "/v5/market/mark-price-kline"):
+            mark = parsed.path.endswith("mark-price-kline")
+            now = self.ex.milliseconds()
+            lo = max(int(q["start"]), self.listing)
+            lo += (-lo) % H
+            hi = min(int(q.get("end", now)), now)
+            times = list(range(lo, hi + 1, H))[::-1][:int(q["limit"])]  # newest first
+            rows = []
+            for t in times:
+                r = kline(t, 0.25 if mark else 0.0)
+                rows.append([str(t), *r[1:5]] if mark else [str(t), *r[1:6], "1250.0"])
+            return dict(ok, result={"symbol": "BTCUSDT", "category": "linear", "list": rows})
+        if parsed.path == "/v5/market/funding/history":
+            lo, hi = int(q["startTime"]), int(q["endTime"])
+            times = [t for t in self.settlements if lo <= t <= hi][::-1][:int(q["limit"])]
+            return dict(ok, result={"category": "linear", "list": [
+                {"symbol": "BTCUSDT", "fundingRate": "0.0001",
+                 "fundingRateTimestamp": str(t)} for t in times]})
+        raise AssertionError(f"unexpected request {url}")
+
+
+def test_bybit_wire_format_pages_and_funding_interval_change(tmp_path, monkeypatch):
+    monkeypatch.setitem(F.CAPABILITIES, "bybit", {"ohlcv_limit": 10, "funding_limit": 12,
+                                                  "venue": "bybit", "ohlcv_window": True})
+    settle = [T0 + i * 8 * H for i in range(4)]  # 8h, then 1h settlements
+    settle += [settle[-1] + (i + 1) * H for i in range(30)]
+    ex = ccxt.bybit({"options": {"fetchMarkets": {"types": ["linear"]}}})
+    fake = FakeBybit(ex, listing=T0 + 3 * H, settlements=settle)
+    F.fetch(ex, "BTC/USDT:USDT", "1h", T0, T0 + 60 * H, data_dir=tmp_path)
+    starts = [int(q["start"]) for q in fake.params("/v5/market/kline")]
+    assert starts == [T0 + i * H for i in (0, 10, 20, 30, 40, 50)]
+    for kind, shift in (("ohlcv", 0.0), ("mark", 0.25)):
+        frame = stored(tmp_path, kind, exchange="bybit")
+        assert frame["timestamp_ms"].tolist() == [T0 + i * H for i in range(3, 60)]
+        assert frame["close"].tolist() == [100.0 + (t // H) % 7 + shift
+                                           for t in frame["timestamp_ms"]]
+    funding = stored(tmp_path, "funding", exchange="bybit")
+    assert funding["timestamp_ms"].tolist() == [t for t in settle if t < T0 + 60 * H]
+    assert funding["funding_interval_hours"].iloc[0] == 8.0
+    assert funding["funding_interval_hours"].iloc[-1] == 1.0
+    # a second call with nothing new asks for no candles
+    fake2 = FakeBybit(ex, listing=T0 + 3 * H, settlements=settle)
+    F.fetch(ex, "BTC/USDT:USDT", "1h", T0, T0 + 60 * H, kinds=("ohlcv", "mark"),
+            data_dir=tmp_path)
+    assert not fake2.params("kline")
