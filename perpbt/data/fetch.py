@@ -48,9 +48,9 @@ FLUSH_PAGES = 20  # pages buffered between cache writes
 # exchange quirks in one place: page sizes and the venue preset the tiers fall back to
 CAPABILITIES: dict[str, dict[str, Any]] = {
     "binanceusdm": {"ohlcv_limit": 1500, "funding_limit": 1000, "venue": "binance",
-                    "ohlcv_window": False},
+                    "ohlcv_window": False, "tiers_need_credentials": True},
     "binance": {"ohlcv_limit": 1500, "funding_limit": 1000, "venue": "binance",
-                "ohlcv_window": False},
+                "ohlcv_window": False, "tiers_need_credentials": True},
     "bybit": {"ohlcv_limit": 1000, "funding_limit": 200, "venue": "bybit",
               "ohlcv_window": True},
     "okx": {"ohlcv_limit": 100, "funding_limit": 100, "venue": "okx", "ohlcv_window": True},
@@ -59,8 +59,10 @@ CAPABILITIES: dict[str, dict[str, Any]] = {
 # cursor + limit hours) for venues whose since-only answer is not "the first limit rows from
 # since" (bybit and okx answer newest-first); an empty window then moves the cursor on
 # instead of ending the series. Binance answers oldest-first and jumps to the listing.
+# tiers_need_credentials: fetch_market_leverage_tiers is a signed endpoint (skipped without
+# keys; load then uses the bundled dated table and warns)
 DEFAULT_CAPABILITIES = {"ohlcv_limit": 500, "funding_limit": 100, "venue": None,
-                        "ohlcv_window": True}
+                        "ohlcv_window": True, "tiers_need_credentials": False}
 _HOUR_MS = 3_600_000
 _MARKET_FIELDS = ("id", "symbol", "base", "quote", "settle", "type", "spot", "swap", "future",
                   "contract", "linear", "inverse", "contractSize", "precision", "limits",
@@ -150,6 +152,31 @@ def funding_interval_hours(times: np.ndarray) -> np.ndarray:
     prev = np.concatenate([[np.inf], gaps])
     nxt = np.concatenate([gaps, [np.inf]])
     return np.maximum(np.round(np.minimum(prev, nxt) / _HOUR_MS), 1.0)
+
+
+def fetch_tiers(ex, symbol: str, data_dir: str | Path) -> Path | None:
+    """Today's leverage tiers of ``symbol`` into ``<exchange>/<SYMBOL>-tiers.json`` where the
+    exchange serves them (public, or signed with the instance's keys); None when it does not
+    (load then falls back to the bundled dated table, with a warning)."""
+    caps = capabilities(ex.id)
+    if not ex.has.get("fetchMarketLeverageTiers"):
+        return None
+    if caps["tiers_need_credentials"] and not (ex.apiKey and ex.secret):
+        log.info("%s %s: leverage tiers need credentials; skipped", ex.id, symbol)
+        return None
+    try:
+        tiers = call(ex.fetch_market_leverage_tiers, symbol,
+                     what=f"{ex.id} leverage tiers {symbol}")
+    except (ccxt.AuthenticationError, ccxt.PermissionDenied, ccxt.NotSupported) as exc:
+        log.warning("%s %s: leverage tiers not served (%s); load uses the bundled table",
+                    ex.id, symbol, type(exc).__name__)
+        return None
+    keys = ("tier", "minNotional", "maxNotional", "maintenanceMarginRate", "maxLeverage",
+            "info")
+    doc = {"exchange": ex.id, "symbol": symbol, "ccxt_version": ccxt.__version__,
+           "fetched_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+           "tiers": [{k: t.get(k) for k in keys} for t in tiers or []]}
+    return store.write_json(store.tiers_path(data_dir, ex.id, symbol), doc)
 
 
 # ------------------------------------------------------------------------------ paging
@@ -375,6 +402,7 @@ def fetch(exchange: Any, symbols: str | Sequence[str], timeframe: str, since: An
                 out.append(dict(side or {"symbol": sym, "kind": kind, "rows": 0},
                                 path=str(series.path)))
                 out[-1].pop("market", None)
+            fetch_tiers(ex, sym, data_dir)
     return out
 
 

@@ -63,10 +63,35 @@ def _missing(frame, side, kind: str, since: int, until: int, tf_ms: int) -> str 
     return None
 
 
+def _fetched_tiers(exchange_id: str, symbol: str, data_dir) -> tuple | None:
+    """The cached fetch_market_leverage_tiers table (dated at its fetch), or None."""
+    from perpbt.instruments import load_tiers
+
+    path = store.tiers_path(data_dir, exchange_id, symbol)
+    doc = store.read_json(path)
+    if not doc or doc.get("symbol") != symbol or not doc.get("tiers"):
+        return None
+    try:
+        table = load_tiers(doc["tiers"], source=f"{exchange_id} fetch_market_leverage_tiers",
+                           as_of=str(doc.get("fetched_at", "")), symbol=symbol)
+    except ValueError as exc:
+        warnings.warn(f"{symbol}: cached tiers in {path} not usable ({exc}); using the "
+                      f"bundled table", stacklevel=4)
+        return None
+    warnings.warn(f"{symbol} on {exchange_id}: leverage tiers fetched {doc.get('fetched_at')} "
+                  f"applied to the whole history (exchanges serve only today's table)",
+                  stacklevel=4)
+    return (table,)
+
+
 def _instrument(exchange_id: str, symbol: str, market: Mapping[str, Any] | None,
-                since_ms: int) -> Instrument | None:
+                since_ms: int, data_dir=None) -> Instrument | None:
     from perpbt.venues import instrument_for
 
+    tiers = None if data_dir is None else _fetched_tiers(exchange_id, symbol, data_dir)
+    if tiers is not None and market:
+        mode = "decimal_places" if market.get("precision_mode") == 2 else "tick_size"
+        return Instrument.from_ccxt_market(market, tiers=tiers, precision_mode=mode)
     venue = _VENUES.get(exchange_id)
     if venue is None:
         warnings.warn(f"{exchange_id}: no bundled venue preset, {symbol} loaded without "
@@ -150,7 +175,7 @@ def load(exchange: Any, symbols: str | Sequence[str], timeframe: str, since: Any
                          f"{fetch_command(ex_id, missing, timeframe, since_ms, until_ms, kinds)}")
     instruments = {}
     for sym in symbols:
-        inst = _instrument(ex_id, sym, markets.get(sym), since_ms)
+        inst = _instrument(ex_id, sym, markets.get(sym), since_ms, data_dir)
         if inst is not None:
             instruments[sym] = inst
     return Market.from_frames(frames["ohlcv"], frames["mark"] or None,

@@ -111,6 +111,31 @@ def sidecar_path(path: Path) -> Path:
     return path.with_suffix(".json")
 
 
+def tiers_path(data_dir: str | Path, exchange: str, symbol: str) -> Path:
+    """``<data_dir>/<exchange>/<SYMBOL>-tiers.json``: leverage tiers as fetched (dated)."""
+    base = cache_path(data_dir, exchange, symbol, "1h", "ohlcv")
+    return base.with_name(f"{symbol_slug(symbol)}-tiers.json")
+
+
+def write_json(path: Path, doc: dict[str, Any]) -> Path:
+    text = json.dumps(doc, indent=1, sort_keys=True).encode()
+    _atomic_write(Path(path), lambda fh: fh.write(text))
+    return Path(path)
+
+
+def read_json(path: Path) -> dict[str, Any] | None:
+    path = Path(path)
+    if not path.exists():
+        return None
+    try:
+        doc = json.loads(path.read_text())
+    except ValueError as exc:
+        raise CacheError(f"corrupt cache file {path}: {exc}") from None
+    if not isinstance(doc, dict):
+        raise CacheError(f"corrupt cache file {path}: not a JSON object")
+    return doc
+
+
 # --------------------------------------------------------------------------------- frames
 def empty_frame(kind: str) -> pd.DataFrame:
     cols = COLUMNS[kind]

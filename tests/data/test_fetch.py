@@ -64,6 +64,9 @@ class FakeBinance:
             self.fail(path, q, sum(1 for p, _ in self.calls if p == path))
         if path == "/fapi/v1/exchangeInfo":
             return self.info
+        if path == "/fapi/v1/leverageBracket":  # signed: only with credentials
+            assert "signature" in q and headers.get("X-MBX-APIKEY")
+            return json.loads((FIXTURES / "leverageBracket.json").read_text())
         if q.get("symbol") not in (None, *self.listings):
             raise ccxt.BadSymbol("binanceusdm {\"code\":-1121,\"msg\":\"Invalid symbol.\"}")
         if path in ("/fapi/v1/klines", "/fapi/v1/markPriceKlines"):
@@ -322,6 +325,11 @@ def test_credentials_never_leave_the_exchange(tmp_path, monkeypatch, caplog, cap
                           "options": {"fetchCurrencies": False}}), "BTC/USDT:USDT", "1h", T0,
                   T0 + 12 * H, data_dir=tmp_path)
     printed = capsys.readouterr()
+    tiers = json.loads(store.tiers_path(tmp_path, "binanceusdm", "BTC/USDT:USDT").read_text())
+    assert [t["maxNotional"] for t in tiers["tiers"]] == [50000, 250000, 3000000]
+    table = market.instruments["BTC/USDT:USDT"].tiers[0]
+    assert "fetch_market_leverage_tiers" in table.source
+    assert list(table.maint_amount) == [0.0, 50.0, 1300.0]
     texts = [printed.out, printed.err, caplog.text, repr(out), repr(market), *errors]
     texts += [p.read_bytes().decode("latin-1") for p in tmp_path.rglob("*") if p.is_file()]
     assert len(texts) > 8
@@ -480,6 +488,9 @@ class FakeBybit:
                 return dict(ok, result={"category": "linear", "list": [],
                                         "nextPageCursor": ""})
             return self.info
+        if parsed.path == "/v5/market/risk-limit":
+            return json.loads((Path(__file__).resolve().parents[1] / "fixtures" / "bybit"
+                               / "risk-limit-linear.json").read_text())
         if parsed.path in ("/v5/market/kline", "/v5/market/mark-price-kline"):
             mark = parsed.path.endswith("mark-price-kline")
             now = self.ex.milliseconds()
@@ -520,6 +531,8 @@ def test_bybit_wire_format_pages_and_funding_interval_change(tmp_path, monkeypat
     assert funding["timestamp_ms"].tolist() == [t for t in settle if t < T0 + 60 * H]
     assert funding["funding_interval_hours"].iloc[0] == 8.0
     assert funding["funding_interval_hours"].iloc[-1] == 1.0
+    tiers = json.loads(store.tiers_path(tmp_path, "bybit", "BTC/USDT:USDT").read_text())
+    assert [t["maxNotional"] for t in tiers["tiers"]] == [2000000, 2600000]
     # a second call with nothing new asks for no candles
     fake2 = FakeBybit(ex, listing=T0 + 3 * H, settlements=settle)
     F.fetch(ex, "BTC/USDT:USDT", "1h", T0, T0 + 60 * H, kinds=("ohlcv", "mark"),
