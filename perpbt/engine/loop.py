@@ -128,19 +128,87 @@ def stamp_new_trades_nb(t, mkt, ps, buf):
 
 
 @jit_nb(inline="always")
+def update_bands_nb(qty, liq_price, stop_level, take_level, table, tier, tier_floor, tier_count,
+                    stop_on_mark, take_on_mark, cross, bands):
+    """Each open position's quiet band: the open intervals of last (bands[n, 0:2]) and mark
+    (bands[n, 2:4]) inside which no liquidation (isolated), stop, take-profit or tier change
+    can happen. False when a position's tier is not known yet (bands unusable this bar)."""
+    for n in range(qty.shape[0]):
+        q = qty[n]
+        if q == 0.0:
+            continue
+        k = tier[n]
+        if k < 0:
+            return False
+        l_lo, l_hi, m_lo, m_hi = -np.inf, np.inf, -np.inf, np.inf
+        stop, take, liq = stop_level[n], take_level[n], liq_price[n]
+        if q > 0:  # adverse is down
+            if not np.isnan(stop):
+                if stop_on_mark:
+                    m_lo = max(m_lo, stop)
+                else:
+                    l_lo = max(l_lo, stop)
+            if not np.isnan(take):
+                if take_on_mark:
+                    m_hi = min(m_hi, take)
+                else:
+                    l_hi = min(l_hi, take)
+            if not cross and not np.isnan(liq):
+                m_lo = max(m_lo, liq)
+        else:
+            if not np.isnan(stop):
+                if stop_on_mark:
+                    m_hi = min(m_hi, stop)
+                else:
+                    l_hi = min(l_hi, stop)
+            if not np.isnan(take):
+                if take_on_mark:
+                    m_lo = max(m_lo, take)
+                else:
+                    l_lo = max(l_lo, take)
+            if not cross and not np.isnan(liq):
+                m_hi = min(m_hi, liq)
+        d = table[n]
+        q_abs = abs(q)
+        if k > 0:
+            m_lo = max(m_lo, tier_floor[n, d, k] / q_abs)
+        if k + 1 < tier_count[n, d]:
+            m_hi = min(m_hi, tier_floor[n, d, k + 1] / q_abs)
+        bands[n, 0] = l_lo
+        bands[n, 1] = l_hi
+        bands[n, 2] = m_lo
+        bands[n, 3] = m_hi
+    return True
+
+
+@jit_nb(inline="always")
+def bar_quiet_nb(t, qty, bands, low, high, mark_low, mark_high):
+    """Did bar t (both price paths, open included) stay strictly inside every band?"""
+    for n in range(qty.shape[0]):
+        if qty[n] != 0.0 and not (low[t, n] > bands[n, 0] and high[t, n] < bands[n, 1]
+                                  and mark_low[t, n] > bands[n, 2]
+                                  and mark_high[t, n] < bands[n, 3]):
+            return False
+    return True
+
+
+@jit_nb(inline="always")
 def close_positions_nb(t, qty, entry, margin, liq_price, table, tier, min_dist,
                        mark_close, mark_lo, mark_hi, tier_floor, tier_mmr, tier_amt, tier_count,
-                       taker_fee, leverage, venue, cross, mm_out):
+                       taker_fee, leverage, venue, cross, mm_out, quiet):
     """Step 5 on flat arrays (the hot path: no state tuples, see module notes).
 
-    Returns (unrealized, requirement, margin used, worst isolated ratio, tier changes);
-    writes each symbol's maintenance margin at mark_close into ``mm_out``.
+    ``quiet``: the bar stayed inside every position's quiet band, so each tier is the cached
+    one. Returns (unrealized, requirement, margin used, worst isolated ratio, tier changes,
+    any tier moved incl. a first one); writes each symbol's maintenance margin at mark_close
+    into ``mm_out``.
     """
     upnl_sum = 0.0
     req_sum = 0.0
     used = 0.0
     worst = 0.0
     changes = 0
+    moved = False
     for n in range(qty.shape[0]):
         q = qty[n]
         if q == 0.0:
@@ -152,7 +220,10 @@ def close_positions_nb(t, qty, entry, margin, liq_price, table, tier, min_dist,
         upnl = q * (mark - entry[n])
         upnl_sum += upnl
         d = table[n]
-        k = tier_index_nb(tier_floor[n, d], tier_count[n, d], q_abs * mark)
+        if quiet and tier[n] >= 0:
+            k = tier[n]
+        else:
+            k = tier_index_nb(tier_floor[n, d], tier_count[n, d], q_abs * mark)
         mm_out[n] = q_abs * mark * tier_mmr[n, d, k] - tier_amt[n, d, k]
         if venue == Venue.binance:
             req = mm_out[n]
@@ -168,8 +239,10 @@ def close_positions_nb(t, qty, entry, margin, liq_price, table, tier, min_dist,
             used += margin[n]
             balance = margin[n] + upnl
             worst = max(worst, req / balance if balance > 0.0 else np.inf)
-        if tier[n] >= 0 and k != tier[n]:
-            changes += 1
+        if k != tier[n]:
+            moved = True
+            if tier[n] >= 0:
+                changes += 1
         tier[n] = k
         if q > 0:
             dist = (mark_lo[t, n] - liq_price[n]) / mark_lo[t, n]
@@ -177,7 +250,7 @@ def close_positions_nb(t, qty, entry, margin, liq_price, table, tier, min_dist,
             dist = (liq_price[n] - mark_hi[t, n]) / mark_hi[t, n]
         if dist < min_dist[n]:
             min_dist[n] = dist
-    return upnl_sum, req_sum, used, worst, changes
+    return upnl_sum, req_sum, used, worst, changes, moved
 
 
 @jit_nb(inline="always")
@@ -270,12 +343,18 @@ def run_nb(mkt, ins, cfg, targets, ps, acct, cnt, buf, scratch):
     bust_level = BUST_FRACTION * cfg.initial_capital
     acct[A_WALLET] = cfg.initial_capital
     next_switch = next_switch_nb(ps, ins)
+    bands = scratch.bands
+    bands_ok = False  # the quiet bands describe the current positions
     for t in range(n_bars):
         dirty = False
         changed = False
+        quiet = False
         if mkt.time_ms[t] >= next_switch:
             dirty = switch_tables_nb(mkt.time_ms[t], ps, ins)
             next_switch = next_switch_nb(ps, ins)
+            if dirty:  # tier indices refer to the old table: look them up afresh at the close
+                tier[:] = -1
+                bands_ok = False
         n_open = count_open_nb(qty)
         if n_open > 0:
             if settlement_due_nb(t, qty, mkt.funding_rate, mkt.funding_covered):
@@ -285,10 +364,21 @@ def run_nb(mkt, ins, cfg, targets, ps, acct, cnt, buf, scratch):
             if dirty or (cross and n_open > 1):
                 refresh_liq_prices_nb(m_o[t], ps, ins, cfg, acct[A_WALLET])
                 changed |= dirty
-            if may_fire_nb(t, o, o, m_o, m_o, qty, entry, liq, stops, takes, table, floor, mmr,
-                           amt, count, taker, cfg.venue, cross, acct[A_WALLET], stop_on_mark,
-                           take_on_mark):
-                changed |= fire_events_nb(t, 0.0, mkt, ps, ins, cfg, acct, cnt, buf, scratch)
+            if dirty or not bands_ok:
+                bands_ok = update_bands_nb(qty, liq, stops, takes, table, tier, floor, count,
+                                           stop_on_mark, take_on_mark, cross, bands)
+            quiet = bands_ok and bar_quiet_nb(t, qty, bands, lo, hi, m_lo, m_hi)
+            if quiet:  # no level inside the bar's range: only the cross account can fire
+                fire = cross and cross_may_liquidate_nb(t, acct[A_WALLET], qty, entry, table,
+                                                        m_o, m_o, floor, mmr, amt, count, taker,
+                                                        cfg.venue)
+            else:
+                fire = may_fire_nb(t, o, o, m_o, m_o, qty, entry, liq, stops, takes, table,
+                                   floor, mmr, amt, count, taker, cfg.venue, cross,
+                                   acct[A_WALLET], stop_on_mark, take_on_mark)
+            if fire and fire_events_nb(t, 0.0, mkt, ps, ins, cfg, acct, cnt, buf, scratch):
+                changed = True
+                quiet = bands_ok = False
         equity_open = open_equity_nb(m_o[t], acct[A_WALLET], qty, entry)
         acct[A_EQUITY_OPEN] = equity_open
         if equity_open <= bust_level and acct[A_BUST] == 0.0:
@@ -299,21 +389,31 @@ def run_nb(mkt, ins, cfg, targets, ps, acct, cnt, buf, scratch):
                 refresh_liq_prices_nb(m_o[t], ps, ins, cfg, acct[A_WALLET])
                 stamp_new_trades_nb(t, mkt, ps, buf)
                 changed = True
+                quiet = bands_ok = False
         n_open = count_open_nb(qty)
         if n_open > 0:
-            if may_fire_nb(t, lo, hi, m_lo, m_hi, qty, entry, liq, stops, takes, table, floor,
-                           mmr, amt, count, taker, cfg.venue, cross, acct[A_WALLET],
-                           stop_on_mark, take_on_mark):
-                changed |= fire_events_nb(t, 3.0, mkt, ps, ins, cfg, acct, cnt, buf, scratch)
+            if quiet:
+                fire = cross and cross_may_liquidate_nb(t, acct[A_WALLET], qty, entry, table,
+                                                        m_lo, m_hi, floor, mmr, amt, count,
+                                                        taker, cfg.venue)
+            else:
+                fire = may_fire_nb(t, lo, hi, m_lo, m_hi, qty, entry, liq, stops, takes, table,
+                                   floor, mmr, amt, count, taker, cfg.venue, cross,
+                                   acct[A_WALLET], stop_on_mark, take_on_mark)
+            if fire and fire_events_nb(t, 3.0, mkt, ps, ins, cfg, acct, cnt, buf, scratch):
+                changed = True
+                quiet = bands_ok = False
                 n_open = count_open_nb(qty)
             if cross and n_open > 1:
                 # the others' marks moved: each cross liquidation price depends on them
                 refresh_liq_prices_nb(m_c[t], ps, ins, cfg, acct[A_WALLET])
         # step 5: mark to close (marks doubles as the per-symbol maintenance margin buffer)
-        upnl, req, used, worst, changes = close_positions_nb(
+        upnl, req, used, worst, changes, moved = close_positions_nb(
             t, qty, entry, margin, liq, table, tier, ps.min_dist, m_c, m_lo, m_hi,
-            floor, mmr, amt, count, taker, cfg.leverage, cfg.venue, cross, marks)
+            floor, mmr, amt, count, taker, cfg.leverage, cfg.venue, cross, marks, quiet)
         cnt[C_TIER_CHANGES] += changes
+        if moved:
+            bands_ok = False
         wallet = acct[A_WALLET]
         equity = wallet + upnl
         if cross:

@@ -94,12 +94,13 @@ class Scratch(NamedTuple):
     kinks: np.ndarray          # (N * K + 1,) bar-times of tier-floor crossings
     want: np.ndarray           # (N,) target positions of this open's orders
     has_order: np.ndarray      # (N,) bool
+    bands: np.ndarray          # (N, 4) quiet band per position: last lo/hi, mark lo/hi
 
 
 def new_scratch(n_symbols: int, n_tiers: int) -> Scratch:
     return Scratch(np.zeros((n_symbols, 4)), np.zeros((n_symbols, 4)), np.zeros(n_symbols),
                    np.zeros(n_symbols * n_tiers + 1), np.zeros(n_symbols),
-                   np.zeros(n_symbols, dtype=np.bool_))
+                   np.zeros(n_symbols, dtype=np.bool_), np.zeros((n_symbols, 4)))
 
 
 # account scalars, indices into the float64 ``acct`` array
