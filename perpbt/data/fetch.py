@@ -53,7 +53,8 @@ CAPABILITIES: dict[str, dict[str, Any]] = {
                 "ohlcv_window": False, "tiers_need_credentials": True},
     "bybit": {"ohlcv_limit": 1000, "funding_limit": 200, "venue": "bybit",
               "ohlcv_window": True},
-    "okx": {"ohlcv_limit": 100, "funding_limit": 100, "venue": "okx", "ohlcv_window": True},
+    "okx": {"ohlcv_limit": 100, "funding_limit": 100, "venue": "okx", "ohlcv_window": True,
+            "funding_until": ("after", 0)},
 }
 # ohlcv_window: ask each page with an explicit until (candles: cursor + limit bars; funding:
 # cursor + limit hours) for venues whose since-only answer is not "the first limit rows from
@@ -61,8 +62,11 @@ CAPABILITIES: dict[str, dict[str, Any]] = {
 # instead of ending the series. Binance answers oldest-first and jumps to the listing.
 # tiers_need_credentials: fetch_market_leverage_tiers is a signed endpoint (skipped without
 # keys; load then uses the bundled dated table and warns)
+# funding_until: (param, offset) giving the window end to fetch_funding_rate_history (ccxt's
+# okx ignores "until" there; OKX's own "after" = older than)
 DEFAULT_CAPABILITIES = {"ohlcv_limit": 500, "funding_limit": 100, "venue": None,
-                        "ohlcv_window": True, "tiers_need_credentials": False}
+                        "ohlcv_window": True, "tiers_need_credentials": False,
+                        "funding_until": ("until", -1)}
 _HOUR_MS = 3_600_000
 _MARKET_FIELDS = ("id", "symbol", "base", "quote", "settle", "type", "spot", "swap", "future",
                   "contract", "linear", "inverse", "contractSize", "precision", "limits",
@@ -219,7 +223,8 @@ def _funding_pages(ex, symbol: str, start: int, end: int, limit: int,
         args: tuple = (symbol, cursor, limit)
         stop = cursor + limit * _HOUR_MS
         if window:
-            args += ({"until": stop - 1},)
+            key, offset = capabilities(ex.id)["funding_until"]
+            args += ({key: stop + offset},)
         rows = call(ex.fetch_funding_rate_history, *args,
                     what=f"{ex.id} funding {symbol} from {iso(cursor)}")
         rows = sorted((r for r in rows or [] if r.get("timestamp") is not None

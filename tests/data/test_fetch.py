@@ -538,3 +538,68 @@ def test_bybit_wire_format_pages_and_funding_interval_change(tmp_path, monkeypat
     F.fetch(ex, "BTC/USDT:USDT", "1h", T0, T0 + 60 * H, kinds=("ohlcv", "mark"),
             data_dir=tmp_path)
     assert not fake2.params("kline")
+
+
+# ------------------------------------------------------------------------------ okx
+class FakeOkx:
+    """OKX v5 wire format: data lists newest-first; before = newer than, after = older than."""
+
+    def __init__(self, ex, *, settlements=()):
+        self.ex, self.settlements = ex, sorted(settlements)
+        self.calls: list[tuple[str, dict]] = []
+        self.info = json.loads((Path(__file__).resolve().parents[1] / "fixtures" / "okx"
+                                / "instruments-swap.json").read_text())
+        ex.fetch = self.fetch
+        ex.rateLimit = 0.01
+
+    def params(self, suffix):
+        return [q for p, q in self.calls if p.endswith(suffix)]
+
+    def window(self, q, times):
+        lo, hi = int(q.get("before", -1)), int(q.get("after", 2**62))
+        return [t for t in times if lo < t < hi][::-1][:int(q.get("limit", 100))]
+
+    def fetch(self, url, method="GET", headers=None, body=None):
+        parsed = urlparse(url)
+        q = {k: v[0] for k, v in parse_qs(parsed.query).items()}
+        self.calls.append((parsed.path, q))
+        if parsed.path == "/api/v5/public/instruments":
+            return self.info
+        now = self.ex.milliseconds()
+        bars = range(T0 - 1000 * H, now, H)
+        if parsed.path == "/api/v5/market/history-candles":
+            return {"code": "0", "msg": "", "data": [
+                [str(t), *kline(t)[1:5], "1250", "12.5", "1250.0", "1"]
+                for t in self.window(q, bars)]}
+        if parsed.path == "/api/v5/market/history-mark-price-candles":
+            return {"code": "0", "msg": "", "data": [
+                [str(t), *kline(t, 0.25)[1:5], "1"] for t in self.window(q, bars)]}
+        if parsed.path == "/api/v5/public/funding-rate-history":
+            return {"code": "0", "msg": "", "data": [
+                {"fundingRate": "0.0001", "fundingTime": str(t), "instId": "BTC-USDT-SWAP",
+                 "instType": "SWAP", "method": "next_period", "realizedRate": "0.0001"}
+                for t in self.window(q, self.settlements)]}
+        if parsed.path == "/api/v5/public/position-tiers":
+            return {"code": "0", "msg": "", "data": []}
+        raise AssertionError(f"unexpected request {url}")
+
+
+def test_okx_wire_format_pages_and_funding(tmp_path, monkeypatch):
+    monkeypatch.setitem(F.CAPABILITIES, "okx", {
+        "ohlcv_limit": 10, "funding_limit": 10, "venue": "okx", "ohlcv_window": True,
+        "funding_until": ("after", 0)})
+    settle = [T0 + i * 8 * H for i in range(3)] + [T0 + 16 * H + i * 2 * H for i in range(1, 12)]
+    ex = ccxt.okx({"options": {"fetchMarkets": {"types": ["swap"]}}})
+    fake = FakeOkx(ex, settlements=settle)
+    F.fetch(ex, "BTC/USDT:USDT", "1h", T0, T0 + 36 * H, data_dir=tmp_path)
+    assert len(fake.params("history-candles")) == 4
+    for kind, shift in (("ohlcv", 0.0), ("mark", 0.25)):
+        frame = stored(tmp_path, kind, exchange="okx")
+        assert frame["timestamp_ms"].tolist() == [T0 + i * H for i in range(36)]
+        assert frame["close"].tolist() == [100.0 + (t // H) % 7 + shift
+                                           for t in frame["timestamp_ms"]]
+    assert stored(tmp_path, "ohlcv", exchange="okx")["volume"].eq(12.5).all()  # base units
+    funding = stored(tmp_path, "funding", exchange="okx")
+    assert funding["timestamp_ms"].tolist() == [t for t in settle if t < T0 + 36 * H]
+    assert funding["funding_interval_hours"].tolist()[:2] == [8.0, 8.0]
+    assert funding["funding_interval_hours"].iloc[-1] == 2.0
