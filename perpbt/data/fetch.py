@@ -109,11 +109,22 @@ def make_exchange(exchange: Any, exchange_options: Mapping[str, Any] | None = No
     return ex
 
 
+def scrub(text: str, ex: Any) -> str:
+    """``text`` with the exchange instance's credentials replaced by ``***``."""
+    for name in ("apiKey", "secret", "password", "uid", "privateKey", "walletAddress",
+                 "token"):
+        value = getattr(ex, name, None)
+        if isinstance(value, str) and len(value) >= 4:
+            text = text.replace(value, "***")
+    return text
+
+
 def call(fn: Callable, *args: Any, what: str = "request") -> Any:
     """``fn(*args)`` retried on ccxt.NetworkError with exponential backoff and jitter.
 
-    BadSymbol becomes ValueError at once; other ccxt errors propagate. Messages carry the
-    error class and ``what`` only (never the request, which may be signed)."""
+    BadSymbol becomes ValueError at once; other ccxt errors propagate (their message
+    scrubbed of the instance's credentials). Retry messages carry the error class and
+    ``what`` only (never the request, which may be signed)."""
     for attempt in range(1, RETRY_ATTEMPTS + 1):
         try:
             return fn(*args)
@@ -129,6 +140,11 @@ def call(fn: Callable, *args: Any, what: str = "request") -> Any:
             log.warning("%s: %s, retry %d/%d in %.1f s", what, name, attempt,
                         RETRY_ATTEMPTS - 1, delay)
             _sleep(delay)
+        except ccxt.BaseError as exc:
+            scrubbed = scrub(str(exc), getattr(fn, "__self__", None))
+            if scrubbed != str(exc):  # a venue echoed a credential (e.g. in a URL)
+                raise type(exc)(scrubbed) from None
+            raise
     raise AssertionError("unreachable")  # pragma: no cover
 
 

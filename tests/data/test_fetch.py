@@ -337,6 +337,23 @@ def test_credentials_never_leave_the_exchange(tmp_path, monkeypatch, caplog, cap
         assert key not in text and secret not in text
 
 
+def test_exchange_errors_echoing_a_credential_are_scrubbed(tmp_path):
+    key = "DUMMYKEYechoed42"
+
+    def echo(path, q, n):
+        if path == "/fapi/v1/klines":
+            raise ccxt.ExchangeError(f"binanceusdm GET https://x/?api_key={key} 400")
+
+    ex = ccxt.binanceusdm({"apiKey": key, "secret": "DUMMYSECRETechoed",
+                           "options": {"fetchCurrencies": False}})
+    FakeBinance(ex, fail=echo)
+    with pytest.raises(ccxt.ExchangeError) as info:
+        F.fetch(ex, "BTC/USDT:USDT", "1h", T0, T0 + 3 * H, kinds=("ohlcv",),
+                data_dir=tmp_path)
+    assert key not in str(info.value) and "api_key=***" in str(info.value)
+    assert info.value.__cause__ is None and info.value.__suppress_context__
+
+
 # ------------------------------------------------------------------------------ load
 def test_load_builds_a_market_from_the_cache_and_offline_names_the_command(tmp_path):
     from perpbt.data.load import load
