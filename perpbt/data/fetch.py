@@ -363,6 +363,8 @@ def fetch(exchange: Any, symbols: str | Sequence[str], timeframe: str, since: An
     if bad or not kinds:
         raise ValueError(f"unknown kinds {bad}; kinds: {KINDS}")
     tf_ms = store.timeframe_ms(timeframe)
+    if timeframe.endswith("M"):
+        raise ValueError("monthly bars have no fixed length; fetch 1d or 1w and resample")
     ex = make_exchange(exchange, exchange_options)
     caps = capabilities(ex.id)
     if ex.timeframes and timeframe not in ex.timeframes:

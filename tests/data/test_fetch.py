@@ -224,6 +224,8 @@ def test_bad_symbol_timeframe_and_missing_mark_are_immediate_errors(tmp_path):
     assert [p for p, _ in fake.calls] == ["/fapi/v1/exchangeInfo"]
     with pytest.raises(ValueError, match="does not serve '7m'"):
         F.fetch(ex, "BTC/USDT:USDT", "7m", T0, data_dir=tmp_path)
+    with pytest.raises(ValueError, match="monthly bars"):
+        F.fetch(ex, "BTC/USDT:USDT", "1M", T0, data_dir=tmp_path)
     ex.has = dict(ex.has, fetchMarkOHLCV=False)
     with pytest.raises(ValueError, match="no mark-price candles"):
         F.fetch(ex, "BTC/USDT:USDT", "1h", T0, data_dir=tmp_path)
