@@ -411,10 +411,13 @@ def flash_crash(seed: int = 7, n_bars: int = STRESS_BARS, crash_at: int = 1_500,
         rates[hit] = -0.002 * _SPEC["beta"]
         data = _assemble(rng, r, sd, start_ms, rates, mark_sd=mark_sd, mark_alpha=alpha,
                          volume_level=level)
-        # the bottom bar's low: exactly the designed depth (on top of the bar's own wick draw)
-        at = data["close"][low_bar] * np.exp(-(bottom - drop) * _SPEC["beta"])
-        data["low"][low_bar] = np.minimum(data["low"][low_bar],
-                                          np.round(at / _SPEC["tick"]) * _SPEC["tick"])
+        # the episode's lowest low is exactly the designed depth, in the bottom bar (the other
+        # bars' wide wicks are cut there; all their closes lie above it)
+        at = np.round(data["close"][low_bar] * np.exp(-(bottom - drop) * _SPEC["beta"])
+                      / _SPEC["tick"]) * _SPEC["tick"]
+        episode = data["low"][crash_at:crash_at + n_ep]
+        episode[:] = np.maximum(episode, at)
+        data["low"][low_bar] = at
         return data
 
     return _stress_market(build, seed)

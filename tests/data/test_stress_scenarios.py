@@ -96,7 +96,7 @@ def test_quiet_thin(markets):
 
 def test_flash_crash(markets):
     a = markets["flash_crash"].arrays
-    w = slice(1_495, 1_530)
+    w = slice(1_495, 1_512)                                         # the episode, 1,500-1,505
     low, mlow = a["low"][w], a["mark_low"][w]
     pre = a["close"][1_499]
     # last's low reaches the designed depth (25 %, symbol 1 1.3x in log terms)
@@ -210,3 +210,16 @@ def test_mark_divergence_long_survives_on_mark():
     assert liq == pytest.approx(trade["entry_price"] * 0.95 / 0.996, rel=2e-3)
     assert not trade["liquidated"] and trade["exit_reason"] != "liquidation"
     assert len(res.liquidations) == 0
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_flash_crash_any_seed(seed):
+    # the event is placed by construction: exact depth, in the bottom bar, mark lagging
+    a = scenario("flash_crash", seed=seed).arrays
+    w = slice(1_495, 1_512)
+    low, mlow = a["low"][w], a["mark_low"][w]
+    np.testing.assert_allclose(low.min(axis=0) / a["close"][1_499], 0.75 ** np.array([1.0, 1.3]),
+                               rtol=2e-3)
+    assert (low.argmin(axis=0) == 1_501 - 1_495).all()
+    assert (low.min(axis=0) < 0.9 * mlow.min(axis=0)).all()
+    assert (mlow.argmin(axis=0) > low.argmin(axis=0)).all()
