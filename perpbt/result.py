@@ -147,6 +147,47 @@ class Result:
     def funding(self) -> pd.DataFrame:
         return self._frame(self.funding_records)
 
+    def liquidation_report(self) -> pd.DataFrame:
+        """Per symbol: how close positions came to liquidation, with and without fees.
+
+        Distance per bar = how far the bar's adverse mark extreme (mark low for a long, mark
+        high for a short) stayed from the liquidation price, as a fraction of that mark; the
+        report gives its minimum over every bar a position was open, under the trigger price
+        (without fees) and under the price with fees, the bars where the fee-inclusive price
+        was touched, the mean gap between the two prices (fraction of entry) and the
+        liquidations. Needs per-bar outputs (not ``stats_only``).
+        """
+        if self.stats_only:
+            raise ValueError("liquidation_report needs per-bar outputs: run without stats_only")
+        eq = self.equity
+        rows = []
+        for n, sym in enumerate(self.market.symbols):
+            qty = eq[f"{sym}:position"].to_numpy()
+            held = qty != 0.0
+            adverse = np.where(qty > 0, self.market.arrays["mark_low"][:, n],
+                               self.market.arrays["mark_high"][:, n])
+            side = np.sign(qty)
+            dist = {}
+            for key in ("liq_price", "liq_price_fees"):
+                lp = eq[f"{sym}:{key}"].to_numpy()
+                dist[key] = side * (adverse - lp) / adverse
+            gap = np.abs(eq[f"{sym}:liq_price_fees"] - eq[f"{sym}:liq_price"]).to_numpy()
+            entry = eq[f"{sym}:entry_price"].to_numpy()
+            lev = self.settings["leverage"]
+            rows.append({
+                "symbol": sym,
+                "leverage": lev[sym] if isinstance(lev, dict) else lev,
+                "bars_held": int(held.sum()),
+                "min_distance": float(np.nanmin(dist["liq_price"][held])) if held.any() else np.nan,
+                "min_distance_with_fees": (float(np.nanmin(dist["liq_price_fees"][held]))
+                                           if held.any() else np.nan),
+                "bars_past_liq_price_with_fees": int((dist["liq_price_fees"][held] <= 0).sum()),
+                "mean_gap_pct_of_entry": (float(np.nanmean(gap[held] / entry[held]))
+                                          if held.any() else np.nan),
+                "liquidations": int((self.liq_records["symbol"] == n).sum()),
+            })
+        return pd.DataFrame(rows).set_index("symbol")
+
     # ---- stats ------------------------------------------------------------------------------
     def stats(self) -> pd.Series:
         """Summary statistics; returns and drawdowns are fractions."""
