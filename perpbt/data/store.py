@@ -137,12 +137,6 @@ def read_json(path: Path) -> dict[str, Any] | None:
 
 
 # --------------------------------------------------------------------------------- frames
-def empty_frame(kind: str) -> pd.DataFrame:
-    cols = COLUMNS[kind]
-    return pd.DataFrame({c: np.array([], dtype=np.int64 if c == "timestamp_ms" else np.float64)
-                         for c in cols})
-
-
 def normalize(frame: pd.DataFrame, kind: str) -> pd.DataFrame:
     """Columns of ``kind`` with fixed dtypes, sorted by time, one row per time (last wins)."""
     out = pd.DataFrame({c: frame[c].to_numpy(dtype=np.int64 if c == "timestamp_ms"
