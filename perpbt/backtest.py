@@ -171,6 +171,7 @@ def allocate_buffers(changes: int, mkt: MarketArrays, record_bars: bool, insts: 
     # per-symbol states are logged on bars where they changed: fills, settlements, table
     # switches and the first bar; cross with several symbols changes every bar
     n_tables = max(len(i.tiers) for i in insts)
+    per_bar = n_bars if record_bars else 0
     state_rows = n_bars if (cross and n_sym > 1) else min(
         n_bars, fill_cap + n_settle + n_sym * n_tables + 2)
     return Buffers(
@@ -179,8 +180,8 @@ def allocate_buffers(changes: int, mkt: MarketArrays, record_bars: bool, insts: 
         funding=np.zeros(n_settle + 16, dtype=dtypes.funding_dt),
         liqs=np.zeros(changes + n_sym + 16, dtype=dtypes.liq_dt),
         trades=np.zeros(fill_cap, dtype=dtypes.trade_dt),
-        wallet=np.zeros(n_bars), equity=np.zeros(n_bars), margin_used=np.zeros(n_bars),
-        margin_ratio=np.zeros(n_bars),
+        wallet=np.zeros(per_bar), equity=np.zeros(n_bars), margin_used=np.zeros(per_bar),
+        margin_ratio=np.zeros(per_bar),
         states=np.zeros(state_rows * n_sym if record_bars else 0, dtype=dtypes.state_dt))
 
 
@@ -195,7 +196,8 @@ def backtest(market, strategy_or_targets, *, venue: str = "binance", margin: str
     ``leverage`` is the exchange setting (initial margin = notional / leverage), not the
     position size; ``initial_capital`` in quote; ``stop``/``take`` as fractions of the average
     entry or StopLoss/TakeProfit rules; ``funding="zero"`` lets positions sit on bars without
-    funding data; ``stats_only`` skips per-symbol per-bar outputs.
+    funding data; ``stats_only`` keeps the equity curve and the records, and skips every
+    other per-bar output (for sweeps).
     """
     preset = get_venue(venue)
     margin_mode = parse_enum(MarginMode, margin, "margin")

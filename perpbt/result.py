@@ -86,11 +86,14 @@ class Result:
     @property
     def equity(self) -> pd.DataFrame:
         """Per bar: wallet, equity, margin_used, margin_ratio, and per symbol position,
-        entry, both liquidation prices and isolated margin (quote)."""
+        entry, both liquidation prices and isolated margin (quote); equity alone in a
+        stats-only run."""
         if "equity" not in self._cache:
             b = self._buf
-            cols = {"wallet": b.wallet, "equity": b.equity, "margin_used": b.margin_used,
-                    "margin_ratio": b.margin_ratio}
+            cols = {"equity": b.equity}
+            if not self.stats_only:
+                cols = {"wallet": b.wallet, "equity": b.equity, "margin_used": b.margin_used,
+                        "margin_ratio": b.margin_ratio}
             if not self.stats_only:
                 cols.update(self._state_columns())
             self._cache["equity"] = pd.DataFrame(cols, index=self.market.index)

@@ -420,10 +420,11 @@ def run_nb(mkt, ins, cfg, targets, ps, acct, cnt, buf, scratch):
             worst = req / equity if equity > 0.0 else (np.inf if req > 0.0 else 0.0)
         if cfg.record_bars and (changed or t == 0 or (cross and n_open > 1)):
             record_bar_nb(t, qty, entry, margin, liq, ps.liq_price_fees, buf.states, cnt)
-        buf.wallet[t] = wallet
         buf.equity[t] = equity
-        buf.margin_used[t] = used
-        buf.margin_ratio[t] = worst
+        if cfg.record_bars:  # stats-only runs (sweeps) keep the equity curve alone
+            buf.wallet[t] = wallet
+            buf.margin_used[t] = used
+            buf.margin_ratio[t] = worst
         if equity <= bust_level and acct[A_BUST] == 0.0:
             acct[A_BUST] = 1.0
             cnt[C_BUST_BAR] = t
