@@ -174,13 +174,16 @@ def split_symbols(symbols: Optional[list[str]]) -> Optional[list[str]]:
 
 
 def load_market(csv: Optional[Path], symbols: Optional[list[str]], timeframe: str,
-                since: Optional[str], until: Optional[str]):
+                since: Optional[str], until: Optional[str], scenario: str = "default"):
     if csv is not None:
         return perpbt.data.read_csv(csv, symbols, timeframe, since=since, until=until)
     if timeframe != "1h":
         raise typer.BadParameter("the embedded market has 1h bars only; use --csv for "
                                  "other timeframes", param_hint="--timeframe")
-    market = perpbt.data.default_market()
+    try:
+        market = perpbt.data.scenario(scenario)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--scenario") from None
     if symbols:
         market = market.sel(symbols)
     if since is not None or until is not None:
@@ -246,6 +249,10 @@ def run(
         None, "--csv", metavar="DIR",
         help="Read this CSV directory (<DIR>/<SYMBOL>/klines_<tf>.csv, mark_<tf>.csv, "
              "funding.csv). Default: the embedded synthetic market (no files, no network)."),
+    scenario: str = typer.Option(
+        "default", "--scenario",
+        help="Embedded synthetic market when no --csv: default, quiet_thin, flash_crash, "
+             "squeeze, mark_divergence or funding_regime (see pb.data.scenario)."),
     symbols: Optional[List[str]] = typer.Option(
         None, "--symbols", "-s", metavar="S",
         help="Symbols to trade: repeat the option or separate with commas "
@@ -305,7 +312,7 @@ def run(
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", perpbt.data.CoverageWarning)
-            market = load_market(csv, split_symbols(symbols), timeframe, since, until)
+            market = load_market(csv, split_symbols(symbols), timeframe, since, until, scenario)
         for w in caught:
             err.print(f"[yellow]warning:[/yellow] {w.message}", highlight=False)
         with err.status("backtesting (the first run compiles the engine, about a minute)"):
@@ -317,7 +324,7 @@ def run(
         err.print(f"[red]error:[/red] {message}", highlight=False)
         raise typer.Exit(1) from exc
     stats = res.stats()
-    source = str(csv) if csv is not None else "embedded synthetic market"
+    source = str(csv) if csv is not None else f"embedded synthetic market ({scenario})"
     out = Console(soft_wrap=False)
     out.print(f"{strat!r}", highlight=False)
     out.print(f"{venue}, {margin} margin, leverage {leverage:g}x, capital {capital:,.2f}"

@@ -191,3 +191,15 @@ def test_python_dash_m_perpbt():
                           text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("perpbt ")
+
+
+def test_run_on_a_stress_scenario():
+    result = invoke("run", "ma_cross", "--scenario", "flash_crash", "--leverage", "10")
+    assert_stats_table(result)
+    assert "embedded synthetic market (flash_crash)" in text(result)
+
+
+def test_unknown_scenario_is_a_clear_error():
+    result = invoke("run", "ma_cross", "--scenario", "flash_crsh")
+    assert result.exit_code == 2
+    assert "flash_crash" in text(result)
