@@ -195,7 +195,7 @@ def bar_quiet_nb(t, qty, bands, low, high, mark_low, mark_high):
 @jit_nb(inline="always")
 def close_positions_nb(t, qty, entry, margin, liq_price, table, tier, min_dist,
                        mark_close, mark_lo, mark_hi, tier_floor, tier_mmr, tier_amt, tier_count,
-                       taker_fee, leverage, venue, cross, mm_out, quiet):
+                       taker_fee, leverage, venue, cross, mm_out, quiet, record):
     """Step 5 on flat arrays (the hot path: no state tuples, see module notes).
 
     ``quiet``: the bar stayed inside every position's quiet band, so each tier is the cached
@@ -237,8 +237,9 @@ def close_positions_nb(t, qty, entry, margin, liq_price, table, tier, min_dist,
             used += q_abs * mark / leverage[n]
         else:
             used += margin[n]
-            balance = margin[n] + upnl
-            worst = max(worst, req / balance if balance > 0.0 else np.inf)
+            if record:  # the margin ratio is a per-bar output only
+                balance = margin[n] + upnl
+                worst = max(worst, req / balance if balance > 0.0 else np.inf)
         if k != tier[n]:
             moved = True
             if tier[n] >= 0:
@@ -410,13 +411,14 @@ def run_nb(mkt, ins, cfg, targets, ps, acct, cnt, buf, scratch):
         # step 5: mark to close (marks doubles as the per-symbol maintenance margin buffer)
         upnl, req, used, worst, changes, moved = close_positions_nb(
             t, qty, entry, margin, liq, table, tier, ps.min_dist, m_c, m_lo, m_hi,
-            floor, mmr, amt, count, taker, cfg.leverage, cfg.venue, cross, marks, quiet)
+            floor, mmr, amt, count, taker, cfg.leverage, cfg.venue, cross, marks, quiet,
+            cfg.record_bars)
         cnt[C_TIER_CHANGES] += changes
         if moved:
             bands_ok = False
         wallet = acct[A_WALLET]
         equity = wallet + upnl
-        if cross:
+        if cross and cfg.record_bars:
             worst = req / equity if equity > 0.0 else (np.inf if req > 0.0 else 0.0)
         if cfg.record_bars and (changed or t == 0 or (cross and n_open > 1)):
             record_bar_nb(t, qty, entry, margin, liq, ps.liq_price_fees, buf.states, cnt)
