@@ -123,16 +123,16 @@ def write_json(path: Path, doc: dict[str, Any]) -> Path:
     return Path(path)
 
 
-def read_json(path: Path) -> dict[str, Any] | None:
+def read_json(path: Path, what: str = "file") -> dict[str, Any] | None:
     path = Path(path)
     if not path.exists():
         return None
     try:
         doc = json.loads(path.read_text())
     except ValueError as exc:
-        raise CacheError(f"corrupt cache file {path}: {exc}") from None
+        raise CacheError(f"corrupt cache {what} {path}: {exc}") from None
     if not isinstance(doc, dict):
-        raise CacheError(f"corrupt cache file {path}: not a JSON object")
+        raise CacheError(f"corrupt cache {what} {path}: not a JSON object")
     return doc
 
 
@@ -260,16 +260,7 @@ def write_series(path: Path, frame: pd.DataFrame, *, exchange: str, symbol: str,
 
 def read_sidecar(path: Path) -> dict[str, Any] | None:
     """The sidecar of a Parquet file (None if absent); CacheError if it does not parse."""
-    side = sidecar_path(Path(path))
-    if not side.exists():
-        return None
-    try:
-        doc = json.loads(side.read_text())
-    except ValueError as exc:
-        raise CacheError(f"corrupt cache sidecar {side}: {exc}") from None
-    if not isinstance(doc, dict):
-        raise CacheError(f"corrupt cache sidecar {side}: not a JSON object")
-    return doc
+    return read_json(sidecar_path(Path(path)), "sidecar")
 
 
 def list_cache(data_dir: str | Path = "data") -> Iterator[dict[str, Any]]:

@@ -140,34 +140,26 @@ def update_bands_nb(qty, liq_price, stop_level, take_level, table, tier, tier_fl
         k = tier[n]
         if k < 0:
             return False
-        l_lo, l_hi, m_lo, m_hi = -np.inf, np.inf, -np.inf, np.inf
-        stop, take, liq = stop_level[n], take_level[n], liq_price[n]
-        if q > 0:  # adverse is down
-            if not np.isnan(stop):
-                if stop_on_mark:
-                    m_lo = max(m_lo, stop)
-                else:
-                    l_lo = max(l_lo, stop)
-            if not np.isnan(take):
-                if take_on_mark:
-                    m_hi = min(m_hi, take)
-                else:
-                    l_hi = min(l_hi, take)
-            if not cross and not np.isnan(liq):
-                m_lo = max(m_lo, liq)
+        # in side-adjusted prices (price * side) every adverse level (stop, isolated
+        # liquidation) is a lower bound and every favourable one (take-profit) an upper bound
+        side = 1.0 if q > 0 else -1.0
+        adv_last, adv_mark, fav_last, fav_mark = -np.inf, -np.inf, np.inf, np.inf
+        if not np.isnan(stop_level[n]):
+            if stop_on_mark:
+                adv_mark = side * stop_level[n]
+            else:
+                adv_last = side * stop_level[n]
+        if not np.isnan(take_level[n]):
+            if take_on_mark:
+                fav_mark = side * take_level[n]
+            else:
+                fav_last = side * take_level[n]
+        if not cross and not np.isnan(liq_price[n]):
+            adv_mark = max(adv_mark, side * liq_price[n])
+        if q > 0:
+            l_lo, l_hi, m_lo, m_hi = adv_last, fav_last, adv_mark, fav_mark
         else:
-            if not np.isnan(stop):
-                if stop_on_mark:
-                    m_hi = min(m_hi, stop)
-                else:
-                    l_hi = min(l_hi, stop)
-            if not np.isnan(take):
-                if take_on_mark:
-                    m_lo = max(m_lo, take)
-                else:
-                    l_lo = max(l_lo, take)
-            if not cross and not np.isnan(liq):
-                m_hi = min(m_hi, liq)
+            l_lo, l_hi, m_lo, m_hi = -fav_last, -adv_last, -fav_mark, -adv_mark
         d = table[n]
         q_abs = abs(q)
         if k > 0:
