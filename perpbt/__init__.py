@@ -6,12 +6,13 @@ margin and liquidation on the mark price, in one numba bar loop.
 
 from perpbt import data, margin
 from perpbt.backtest import backtest
+from perpbt.execution import Execution
 from perpbt.instruments import Instrument, TierTable, load_tiers
 from perpbt.market import Market
 from perpbt.result import Result
 from perpbt.risk import StopLoss, TakeProfit
 from perpbt.strategy import Strategy, Targets
 
-__all__ = ["backtest", "data", "margin", "Instrument", "TierTable", "load_tiers", "Market",
+__all__ = ["backtest", "data", "margin", "Execution", "Instrument", "TierTable", "load_tiers", "Market",
            "Result", "StopLoss", "TakeProfit", "Strategy", "Targets"]
 __version__ = "0.1.0"

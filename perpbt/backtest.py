@@ -20,13 +20,14 @@ from perpbt.engine.state import (C_ERROR, C_ERROR_BAR, C_ERROR_SYMBOL, N_ACCT, N
                                  new_position_state, new_scratch)
 from perpbt.enums import (ErrorCode, FundingMode, Intrabar, LiqPolicy, MarginMode,
                           parse_enum)
+from perpbt.execution import Execution, resolve_execution
 from perpbt.instruments import Instrument
 from perpbt.result import Result
 from perpbt.risk import StopLoss, TakeProfit, exit_rule_arrays
 from perpbt.strategy import Strategy, Targets
 from perpbt.venues import get_venue, instrument_for
 
-IMPLEMENTED_POLICIES = ("takeover",)
+IMPLEMENTED_POLICIES = tuple(LiqPolicy._fields)
 
 
 def _iso(market, t: int) -> str:
@@ -134,15 +135,21 @@ def pack_instruments(insts: list[Instrument], market, venue_preset, lev: np.ndar
         tier_mmr=arrs["mmr"], tier_amt=arrs["amt"], max_notional=max_notional)
 
 
-def market_arrays(market) -> MarketArrays:
+def market_arrays(market, execution: "Execution | None" = None) -> MarketArrays:
+    """The market as engine arrays, plus the execution model's state ((0, N) when off)."""
     a = market.arrays
     # C-contiguous and writable: a read-only array (pandas 3 copy-on-write hands those out)
     # is another numba type and would compile the kernel a second time
     c = lambda k: np.require(a[k], np.float64, ["C", "W"])  # noqa: E731
+    high, low, volume = c("high"), c("low"), c("volume")
+    if execution is None:
+        exec_state = [np.zeros((0, market.n_symbols)) for _ in range(4)]
+    else:
+        exec_state = execution.state_arrays(high, low, volume, market.symbols)
     return MarketArrays(np.require(market.time_ms, np.int64, ["C", "W"]), c("open"),
-                        c("high"), c("low"), c("close"), c("volume"), c("mark_open"),
+                        high, low, c("close"), volume, c("mark_open"),
                         c("mark_high"), c("mark_low"), c("mark_close"), c("funding_rate"),
-                        np.require(a["funding_covered"], np.bool_, ["C", "W"]))
+                        np.require(a["funding_covered"], np.bool_, ["C", "W"]), *exec_state)
 
 
 def target_values(frame: pd.DataFrame, source: str, lev: np.ndarray, market,
@@ -163,10 +170,14 @@ def target_values(frame: pd.DataFrame, source: str, lev: np.ndarray, market,
 
 
 def allocate_buffers(changes: int, mkt: MarketArrays, record_bars: bool, insts: list,
-                     cross: bool) -> Buffers:
-    """Record arrays sized from the targets: each target change is one order (<= 2 fills)."""
+                     cross: bool, scale: int = 1) -> Buffers:
+    """Record arrays sized from the targets: each target change is one order (<= 2 fills).
+
+    Partial fills (execution model) and partial liquidations can need more: the run is
+    repeated with ``scale`` times the room when a buffer overflows."""
     n_bars, n_sym = mkt.open.shape
     n_settle = int(np.count_nonzero(~np.isnan(mkt.funding_rate)))
+    changes = changes * scale + (scale - 1) * 16
     fill_cap = 3 * changes + 4 * n_sym + 16
     # per-symbol states are logged on bars where they changed: fills, settlements, table
     # switches and the first bar; cross with several symbols changes every bar
@@ -189,7 +200,7 @@ def backtest(market, strategy_or_targets, *, venue: str = "binance", margin: str
              leverage: "float | Mapping[str, float]" = 10, initial_capital: float = 10_000.0,
              stop: "StopLoss | float | None" = None, take: "TakeProfit | float | None" = None,
              intrabar: str = "pessimistic", stats_only: bool = False, funding: str = "strict",
-             liquidation: str | None = None,
+             liquidation: str | None = None, execution: "Execution | bool | None" = None,
              instruments: Mapping[str, Instrument] | None = None) -> Result:
     """Backtest target exposures on ``market``.
 
@@ -197,7 +208,9 @@ def backtest(market, strategy_or_targets, *, venue: str = "binance", margin: str
     position size; ``initial_capital`` in quote; ``stop``/``take`` as fractions of the average
     entry or StopLoss/TakeProfit rules; ``funding="zero"`` lets positions sit on bars without
     funding data; ``stats_only`` keeps the equity curve and the records, and skips every
-    other per-bar output (for sweeps).
+    other per-bar output (for sweeps). ``liquidation``: "takeover", "ioc", "tiered" or
+    "multibar" (default: the venue's own process). ``execution``: None (frictionless fills),
+    True (the shipped model) or a ``pb.Execution`` (spread, impact, participation cap).
     """
     preset = get_venue(venue)
     margin_mode = parse_enum(MarginMode, margin, "margin")
@@ -219,19 +232,31 @@ def backtest(market, strategy_or_targets, *, venue: str = "binance", margin: str
     ins = pack_instruments(insts, market, preset, lev)
     stop_pct, stop_trig = exit_rule_arrays(stop, StopLoss, market.n_symbols)
     take_pct, take_trig = exit_rule_arrays(take, TakeProfit, market.n_symbols)
+    exe = resolve_execution(execution)
+    n_sym = market.n_symbols
+    ones = np.ones(n_sym)
     cfg = EngineConfig(margin_mode=margin_mode, venue=int(preset.venue_code),
                        liq_policy=policy, intrabar=parse_enum(Intrabar, intrabar, "intrabar"),
                        funding_mode=parse_enum(FundingMode, funding, "funding"),
                        initial_capital=float(initial_capital), leverage=lev,
                        stop_pct=stop_pct, stop_trigger=stop_trig, take_pct=take_pct,
-                       take_trigger=take_trig, record_bars=not stats_only)
-    mkt = market_arrays(market)
-    buf = allocate_buffers(changes, mkt, not stats_only, insts, margin_mode == MarginMode.cross)
-    ps = new_position_state(market.n_symbols)
-    acct = np.zeros(N_ACCT)
-    cnt = np.zeros(N_CNT, dtype=np.int64)
-    run_nb(mkt, ins, cfg, values, ps, acct, cnt, buf,
-           new_scratch(market.n_symbols, ins.tier_floor.shape[2]))
+                       take_trigger=take_trig, record_bars=not stats_only,
+                       exec_on=exe is not None,
+                       participation=ones * (exe.participation if exe else 1.0),
+                       impact_k=ones * (exe.impact_k if exe else 0.0),
+                       stress=ones * (exe.stress if exe else 1.0),
+                       carry_orders=bool(exe and exe.remainder == "carry"))
+    mkt = market_arrays(market, exe)
+    for scale in (1, 8, 64, 1024):
+        buf = allocate_buffers(changes, mkt, not stats_only, insts,
+                               margin_mode == MarginMode.cross, scale)
+        ps = new_position_state(n_sym)
+        acct = np.zeros(N_ACCT)
+        cnt = np.zeros(N_CNT, dtype=np.int64)
+        run_nb(mkt, ins, cfg, values, ps, acct, cnt, buf,
+               new_scratch(n_sym, ins.tier_floor.shape[2]))
+        if cnt[C_ERROR] != ErrorCode.capacity:
+            break
     if cnt[C_ERROR] == ErrorCode.funding_uncovered:
         t, n = int(cnt[C_ERROR_BAR]), int(cnt[C_ERROR_SYMBOL])
         raise ValueError(f"{market.symbols[n]}: a position is open at {_iso(market, t)} (bar {t}) "
@@ -241,5 +266,5 @@ def backtest(market, strategy_or_targets, *, venue: str = "binance", margin: str
         raise RuntimeError("perpbt bug: a record buffer was too small; please report this run")
     settings = dict(venue=venue, margin=margin, leverage=leverage, liquidation=policy_name,
                     initial_capital=float(initial_capital), intrabar=intrabar,
-                    stop=stop, take=take)
+                    stop=stop, take=take, execution=exe)
     return Result(market, targets, settings, buf, acct, cnt, insts, stats_only)

@@ -56,6 +56,11 @@ liq_dt = np.dtype([
     ("upnl_at_trigger", np.float64),
     ("bars", np.int64),           # bars the forced close took (1 under takeover)
     ("policy", np.int64),         # enums.LiqPolicy
+    ("full", np.int64),           # 1: the whole position went (user keeps zero of its margin
+                                  # or of the cross equity); 0: ioc/tiered stopped once the
+                                  # account was compliant again and the user keeps the rest
+    ("taken_over", np.float64),   # base units (absolute) the venue took at the bankruptcy price
+    ("trade_id", np.int64),
 ], align=True)
 
 trade_dt = np.dtype([

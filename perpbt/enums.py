@@ -90,6 +90,8 @@ class _OrderStatus(NamedTuple):
     rejected_min_notional: int = 3
     rejected_bust: int = 4
     rejected_zero: int = 5  # nothing left after the cuts and lot rounding
+    partial: int = 6  # the participation cap filled part; the rest cancelled or carried
+    rejected_liquidating: int = 7  # the symbol is inside a multibar forced close
 
 
 OrderStatus = _OrderStatus()

@@ -6,11 +6,10 @@ section 5). Every number carries a ``Citation`` in ``sources``; a number that co
 cited is marked ``illustrative=True`` there.
 
 Liquidation policy: ``liquidation_policy`` is the venue's *real* default process: Bybit and OKX
-reduce a large position tier by tier (``tiered``); Binance's real process is one IOC order
-(``ioc``) but its preset says ``takeover`` for now (a later issue switches it). The engine
-implements only ``takeover`` so far: ``engine_policy()`` maps a policy it does not implement to
-``takeover``. At retail size (tier 1) all policies take the whole position over, so the user's
-loss is the same.
+reduce a large position tier by tier (``tiered``); Binance sends one IOC order at the
+bankruptcy price (``ioc``), the rest taken over (engine/forced.py). At retail size (tier 1) a
+full liquidation costs the user the whole margin under every policy; they differ for large
+notionals, where ioc and tiered can stop once the account is compliant again.
 
 ``instrument_for(venue, symbol)`` returns the bundled Instrument (dated tier tables from
 ``perpbt/presets/tiers_<venue>.json``, contract/tick/lot sizes) for BTC/USDT:USDT and
@@ -77,7 +76,7 @@ class VenuePreset:
                 return c
         raise KeyError(f"{self.name}: no source recorded for {field!r}")
 
-    def engine_policy(self, implemented: tuple[int, ...] = (LiqPolicy.takeover,)) -> int:
+    def engine_policy(self, implemented: tuple[int, ...] = tuple(LiqPolicy)) -> int:
         """The policy to run: the venue's own if the engine implements it, else ``takeover``."""
         return self.liquidation_policy if self.liquidation_policy in implemented \
             else LiqPolicy.takeover
@@ -85,11 +84,11 @@ class VenuePreset:
 
 BINANCE = VenuePreset(
     name="binance", venue_code=Venue.binance, maker_fee=0.0002, taker_fee=0.0005,
-    clearance_fee=0.0125, liquidation_policy=LiqPolicy.takeover,
+    clearance_fee=0.0125, liquidation_policy=LiqPolicy.ioc,
     trigger_doc=("Liquidated when margin balance <= maintenance margin, both at mark price, no "
                  "fees in the condition: MM = |qty| * mark * mmr(tier) - cum(tier). The real "
                  "process is one IOC order at the bankruptcy price, the rest taken over by the "
-                 "insurance fund (preset policy: takeover until the engine has ioc)."),
+                 "insurance fund (preset policy: ioc)."),
     sources=(
         Citation("maker_fee", "Binance FAQ 'Binance Futures Fee Structure & Fee Calculations' "
                  "(https://www.binance.com/en/support/faq/binance-futures-fee-structure-fee-"
@@ -106,8 +105,7 @@ BINANCE = VenuePreset(
                       "Instrument.from_ccxt_market takes the live value from the market info."),
         Citation("liquidation_policy", "Binance liquidation protocol (IOC order, then "
                  "insurance-fund takeover), e.g. docs.traderwagon.com 'Liquidation Protocol' "
-                 "(Binance copy-trading docs)", CHECKED,
-                 note="takeover stored until the engine implements ioc"),
+                 "(Binance copy-trading docs)", CHECKED),
     ),
 )
 

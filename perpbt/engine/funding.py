@@ -24,7 +24,7 @@ def settle_funding_nb(t, mkt, ps, cfg, acct, cnt, buf):
     changed = False
     for n in range(ps.qty.shape[0]):
         q = ps.qty[n]
-        if q == 0.0:
+        if q == 0.0 or ps.liq_rec[n] >= 0:  # a position in a multibar close is the venue's
             continue
         if not mkt.funding_covered[t, n]:
             if cfg.funding_mode == FundingMode.strict:

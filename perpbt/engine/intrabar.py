@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import numpy as np
 from perpbt._jit import jit_nb
+from perpbt.engine.execution import cap_left_nb, fill_price_nb
 from perpbt.engine.fills import reduce_position_nb
+from perpbt.engine.forced import liquidate_policy_nb
 from perpbt.engine.liquidation import (liquidate_cross_nb, liquidate_isolated_nb,
                                        refresh_liq_prices_nb)
 from perpbt.engine.requirements import cross_health_nb, is_cross_nb
-from perpbt.engine.state import A_WALLET, C_STOPS
-from perpbt.enums import FillReason, Intrabar, PriceTrigger, Venue
+from perpbt.engine.state import A_WALLET, C_LIQ_ACTIVE, C_STOPS
+from perpbt.enums import FillReason, Intrabar, LiqPolicy, PriceTrigger, Venue
 
 EV_NONE = -1
 EV_LIQ = 0
@@ -158,9 +160,39 @@ def _better(s, kind, n, best_s, best_kind, best_n):
 
 
 @jit_nb
-def walk_nb(t, s_from, s_to, mkt, ps, ins, cfg, acct, cnt, buf, last_path, mark_path, marks,
-            kinks):
+def exit_fill_nb(t, n, s, ref, reason, mkt, ps, ins, cfg, acct, cnt, buf):
+    """A triggered stop or take-profit: a market order for the whole position at ``ref``.
+
+    With the execution model on, at most the participation cap left fills, at the spread
+    (bar t's at s > 0; at the open, the state known before it) plus impact; the rest keeps
+    working at the next opens (``exit_work``).
+    """
+    q_abs = abs(ps.qty[n])
+    side = 1.0 if ps.qty[n] > 0 else -1.0
+    q = q_abs
+    price = ref
+    if cfg.exec_on:
+        avail = cap_left_nb(t, n, mkt.volume, cfg.participation, ps.cap_bar, ps.cap_used)
+        q = min(q_abs, avail)
+        if s == 0.0:
+            hs, vol = mkt.hs_open[t, n], mkt.typ_volume[t, n]
+        else:
+            hs, vol = mkt.hs_in[t, n], mkt.volume[t, n]
+        price = fill_price_nb(ref, -side, hs, q, vol, mkt.sigma[t, n], cfg.impact_k[n])
+        ps.cap_used[n] += q
+    if q > 0.0:
+        reduce_position_nb(n, q, price, ins.taker_fee[n], reason, t, s, ps, cfg, acct, cnt, buf)
+    if ps.qty[n] != 0.0:  # the rest works at the next opens
+        ps.exit_work[n] = reason
+        ps.stop_level[n] = np.nan
+        ps.take_level[n] = np.nan
+
+
+@jit_nb
+def walk_nb(t, s_from, s_to, mkt, ps, ins, cfg, acct, cnt, buf, scratch):
     """Fire every event of bar t between s_from and s_to in time order; returns events fired."""
+    last_path, mark_path, marks, kinks = (scratch.last_path, scratch.mark_path, scratch.marks,
+                                          scratch.kinks)
     cross = is_cross_nb(cfg)
     n_sym = ps.qty.shape[0]
     s_cur = s_from
@@ -178,7 +210,7 @@ def walk_nb(t, s_from, s_to, mkt, ps, ins, cfg, acct, cnt, buf, last_path, mark_
         best_kind = EV_NONE
         best_n = -1
         best_price = np.nan
-        if cross:
+        if cross and cnt[C_LIQ_ACTIVE] == 0:
             s = cross_event_nb(k, s_cur, s_end, mark_path, ps, ins, cfg, acct[A_WALLET], marks,
                                kinks)
             if s < np.inf:
@@ -210,7 +242,16 @@ def walk_nb(t, s_from, s_to, mkt, ps, ins, cfg, acct, cnt, buf, last_path, mark_
                 break
             s_cur = s_end
             continue
-        if best_kind == EV_LIQ:
+        if best_kind == EV_LIQ and cfg.liq_policy != LiqPolicy.takeover:
+            marks_at_nb(mark_path, best_s, marks)
+            if not cross:
+                marks[best_n] = best_price  # the crossing level itself (no rounding drift)
+            for j in range(n_sym):
+                scratch.refs[j] = price_at_nb(last_path, j, best_s)
+            w = scratch.liq_work
+            liquidate_policy_nb(t, best_s, -1 if cross else best_n, marks, ps, ins, mkt, cfg,
+                                acct, cnt, buf, scratch, scratch.order, w[0], w[1], w[2], w[3])
+        elif best_kind == EV_LIQ:
             if cross:
                 marks_at_nb(mark_path, best_s, marks)
                 liquidate_cross_nb(t, best_s, marks, ps, ins, cfg, acct, cnt, buf)
@@ -218,8 +259,8 @@ def walk_nb(t, s_from, s_to, mkt, ps, ins, cfg, acct, cnt, buf, last_path, mark_
                 liquidate_isolated_nb(best_n, t, best_s, best_price, ps, ins, cfg, acct, cnt, buf)
         else:
             reason = FillReason.stop_loss if best_kind == EV_STOP else FillReason.take_profit
-            reduce_position_nb(best_n, abs(ps.qty[best_n]), best_price, ins.taker_fee[best_n],
-                               reason, t, best_s, ps, cfg, acct, cnt, buf)
+            exit_fill_nb(t, best_n, best_s, best_price, reason, mkt, ps, ins, cfg, acct, cnt,
+                         buf)
             cnt[C_STOPS] += 1
         fired += 1
         s_cur = best_s

@@ -52,7 +52,7 @@ def refresh_liq_prices_nb(marks, ps, ins, cfg, wallet):
                 tot_req_fee += r + close_fee_rate_nb(j, ins, cfg) * abs(ps.qty[j]) * marks[j]
                 tot_upnl += upnl_nb(j, marks[j], ps)
     for n in range(n_sym):
-        if ps.qty[n] == 0.0:
+        if ps.qty[n] == 0.0 or ps.liq_rec[n] >= 0:  # flat, or inside a multibar close
             ps.liq_price[n] = np.nan
             ps.liq_price_fees[n] = np.nan
             continue

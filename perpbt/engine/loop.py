@@ -16,8 +16,9 @@ from perpbt.engine.intrabar import build_path_nb, walk_nb
 from perpbt.engine.liquidation import refresh_liq_prices_nb
 from perpbt.engine.orders import execute_orders_nb
 from perpbt.engine.requirements import requirement_nb
-from perpbt.engine.state import (A_BUST, A_EQUITY_OPEN, A_WALLET, C_BUST_BAR, C_ERROR, C_STATES,
-                                 C_TIER_CHANGES)
+from perpbt.engine.state import (A_BUST, A_EQUITY_OPEN, A_WALLET, C_BUST_BAR, C_ERROR,
+                                 C_LIQ_ACTIVE, C_STATES, C_TIER_CHANGES, C_WORKING)
+from perpbt.engine.working import count_working_nb, work_at_open_nb
 from perpbt.enums import ErrorCode, MarginMode, PriceTrigger, Venue
 from perpbt.margin import tier_index_nb
 
@@ -93,13 +94,14 @@ def cross_may_liquidate_nb(t, wallet, qty, entry, table, mark_lo, mark_hi, tier_
 
 @jit_nb(inline="always")
 def may_fire_nb(t, lo, hi, m_lo, m_hi, qty, entry, liq, stops, takes, table, floor, mmr, amt,
-                count, taker, venue, cross, wallet, stop_on_mark, take_on_mark):
+                count, taker, venue, cross, wallet, stop_on_mark, take_on_mark, cross_live):
     """Either pre-check, on flat arrays: (lo, hi) = (open, open) for the open, (low, high)
-    for the whole bar; the same for the mark."""
+    for the whole bar; the same for the mark. ``cross_live``: the cross account can still
+    be liquidated (no multibar close under way)."""
     if exits_may_fire_nb(t, qty, liq, stops, takes, lo, hi, m_lo, m_hi, stop_on_mark,
                          take_on_mark, not cross):
         return True
-    return cross and cross_may_liquidate_nb(t, wallet, qty, entry, table, m_lo, m_hi, floor, mmr,
+    return cross_live and cross_may_liquidate_nb(t, wallet, qty, entry, table, m_lo, m_hi, floor, mmr,
                                             amt, count, taker, venue)
 
 
@@ -107,8 +109,7 @@ def may_fire_nb(t, lo, hi, m_lo, m_hi, qty, entry, liq, stops, takes, table, flo
 def fire_events_nb(t, s_to, mkt, ps, ins, cfg, acct, cnt, buf, scratch):
     """Walk bar t's path from the open to ``s_to`` (0: the open only); True if any fired."""
     build_path_nb(t, mkt, ps, cfg, scratch.last_path, scratch.mark_path)
-    return walk_nb(t, 0.0, s_to, mkt, ps, ins, cfg, acct, cnt, buf, scratch.last_path,
-                   scratch.mark_path, scratch.marks, scratch.kinks) > 0
+    return walk_nb(t, 0.0, s_to, mkt, ps, ins, cfg, acct, cnt, buf, scratch) > 0
 
 
 @jit_nb
@@ -354,6 +355,9 @@ def run_nb(mkt, ins, cfg, targets, ps, acct, cnt, buf, scratch):
                 dirty |= settle_funding_nb(t, mkt, ps, cfg, acct, cnt, buf)
                 if cnt[C_ERROR] != 0:
                     return
+            if cnt[C_WORKING] > 0 and work_at_open_nb(t, mkt, ps, ins, cfg, acct, cnt, buf):
+                dirty = True  # carried exits and forced closes filled at the open
+                count_working_nb(ps, cnt)
             if dirty or (cross and n_open > 1):
                 refresh_liq_prices_nb(m_o[t], ps, ins, cfg, acct[A_WALLET])
                 changed |= dirty
@@ -361,42 +365,47 @@ def run_nb(mkt, ins, cfg, targets, ps, acct, cnt, buf, scratch):
                 bands_ok = update_bands_nb(qty, liq, stops, takes, table, tier, floor, count,
                                            stop_on_mark, take_on_mark, cross, bands)
             quiet = bands_ok and bar_quiet_nb(t, qty, bands, lo, hi, m_lo, m_hi)
+            cross_live = cross and cnt[C_LIQ_ACTIVE] == 0
             if quiet:  # no level inside the bar's range: only the cross account can fire
-                fire = cross and cross_may_liquidate_nb(t, acct[A_WALLET], qty, entry, table,
+                fire = cross_live and cross_may_liquidate_nb(t, acct[A_WALLET], qty, entry, table,
                                                         m_o, m_o, floor, mmr, amt, count, taker,
                                                         cfg.venue)
             else:
                 fire = may_fire_nb(t, o, o, m_o, m_o, qty, entry, liq, stops, takes, table,
                                    floor, mmr, amt, count, taker, cfg.venue, cross,
-                                   acct[A_WALLET], stop_on_mark, take_on_mark)
+                                   acct[A_WALLET], stop_on_mark, take_on_mark, cross_live)
             if fire and fire_events_nb(t, 0.0, mkt, ps, ins, cfg, acct, cnt, buf, scratch):
                 changed = True
                 quiet = bands_ok = False
+                count_working_nb(ps, cnt)
         equity_open = open_equity_nb(m_o[t], acct[A_WALLET], qty, entry)
         acct[A_EQUITY_OPEN] = equity_open
         if equity_open <= bust_level and acct[A_BUST] == 0.0:
             acct[A_BUST] = 1.0
             cnt[C_BUST_BAR] = t
-        if t > 0 and target_changed_nb(t, targets, ps.last_target):
+        if t > 0 and (cnt[C_WORKING] > 0 or target_changed_nb(t, targets, ps.last_target)):
             if execute_orders_nb(t, targets, mkt, ps, ins, cfg, acct, cnt, buf, want, has_order):
                 refresh_liq_prices_nb(m_o[t], ps, ins, cfg, acct[A_WALLET])
                 stamp_new_trades_nb(t, mkt, ps, buf)
                 changed = True
                 quiet = bands_ok = False
+            count_working_nb(ps, cnt)
         n_open = count_open_nb(qty)
         if n_open > 0:
+            cross_live = cross and cnt[C_LIQ_ACTIVE] == 0
             if quiet:
-                fire = cross and cross_may_liquidate_nb(t, acct[A_WALLET], qty, entry, table,
+                fire = cross_live and cross_may_liquidate_nb(t, acct[A_WALLET], qty, entry, table,
                                                         m_lo, m_hi, floor, mmr, amt, count,
                                                         taker, cfg.venue)
             else:
                 fire = may_fire_nb(t, lo, hi, m_lo, m_hi, qty, entry, liq, stops, takes, table,
                                    floor, mmr, amt, count, taker, cfg.venue, cross,
-                                   acct[A_WALLET], stop_on_mark, take_on_mark)
+                                   acct[A_WALLET], stop_on_mark, take_on_mark, cross_live)
             if fire and fire_events_nb(t, 3.0, mkt, ps, ins, cfg, acct, cnt, buf, scratch):
                 changed = True
                 quiet = bands_ok = False
                 n_open = count_open_nb(qty)
+                count_working_nb(ps, cnt)
             if cross and n_open > 1:
                 # the others' marks moved: each cross liquidation price depends on them
                 refresh_liq_prices_nb(m_c[t], ps, ins, cfg, acct[A_WALLET])

@@ -7,17 +7,20 @@ the lot size; a target of 0 closes fully. All reducing legs execute first, then 
 legs in symbol order. An increase is cut to the notional the leverage's tiers allow and to the
 free balance (isolated: added margin <= wallet - isolated margins; cross: sum of initial
 margins <= E); a cut never shrinks an existing position and is recorded, as is an increase
-below the minimum notional. The core engine fills at the open (frictionless).
+below the minimum notional. Without the execution model every order fills at the open; with
+it, at the open +/- half spread +/- impact (state known before the open), at most the
+participation cap, the remainder cancelled or carried to later opens (``carry_orders``).
 """
 
 from __future__ import annotations
 
 import numpy as np
 from perpbt._jit import jit_nb
+from perpbt.engine.execution import cap_left_nb, fill_price_nb
 from perpbt.engine.fills import increase_position_nb, reduce_position_nb
 from perpbt.engine.records import write_order_nb
 from perpbt.engine.requirements import is_cross_nb, sum_margin_nb
-from perpbt.engine.state import A_BUST, A_EQUITY_OPEN, A_WALLET
+from perpbt.engine.state import A_BUST, A_EQUITY_OPEN, A_WALLET, C_LIQ_ACTIVE
 from perpbt.enums import FillReason, OrderStatus
 
 
@@ -39,6 +42,10 @@ def desired_positions_nb(t, targets, mkt, ps, ins, acct, want, has_order):
         has_order[n] = False
         tgt = targets[t - 1, n]
         if np.isnan(tgt) or tgt == ps.last_target[n]:
+            if not np.isnan(ps.pending[n]):  # a carried remainder keeps working
+                has_order[n] = True
+                any_order = True
+                want[n] = ps.pending[n]
             continue
         ps.last_target[n] = tgt
         has_order[n] = True
@@ -79,11 +86,32 @@ def _capped_increase_nb(t, n, add_abs, price, mkt, ps, ins, cfg, acct):
 
 
 @jit_nb
+def open_fill_nb(t, n, qty_abs, order_sign, mkt, ps, cfg):
+    """(quantity, price) of a market order at t's open: all of it at the open without the
+    execution model; with it, capped by participation and priced with spread and impact."""
+    price = mkt.open[t, n]
+    if not cfg.exec_on:
+        return qty_abs, price
+    avail = cap_left_nb(t, n, mkt.volume, cfg.participation, ps.cap_bar, ps.cap_used)
+    q = min(qty_abs, avail)
+    price = fill_price_nb(price, order_sign, mkt.hs_open[t, n], q, mkt.typ_volume[t, n],
+                          mkt.sigma[t, n], cfg.impact_k[n])
+    ps.cap_used[n] += q
+    return q, price
+
+
+@jit_nb
 def execute_orders_nb(t, targets, mkt, ps, ins, cfg, acct, cnt, buf, want, has_order):
     """Send the orders of bar t's open; returns True when any position changed."""
     if not desired_positions_nb(t, targets, mkt, ps, ins, acct, want, has_order):
         return False
     n_sym = ps.qty.shape[0]
+    for n in range(n_sym):
+        ps.pending[n] = np.nan  # re-set below for what is left unfilled
+        if has_order[n] and (ps.liq_rec[n] >= 0 or (is_cross_nb(cfg) and cnt[C_LIQ_ACTIVE] > 0)):
+            write_order_nb(buf, cnt, t, n, want[n] - ps.qty[n], 0.0,
+                           OrderStatus.rejected_liquidating)
+            has_order[n] = False
     if acct[A_BUST] > 0.0:
         for n in range(n_sym):
             if has_order[n]:
@@ -101,7 +129,14 @@ def execute_orders_nb(t, targets, mkt, ps, ins, cfg, acct, cnt, buf, want, has_o
             closed = abs(q) - abs(w)
         else:
             continue
-        reduce_position_nb(n, closed, mkt.open[t, n], ins.taker_fee[n], FillReason.order, t,
+        ps.exit_work[n] = -1  # the user's order replaces a still-working exit
+        side = 1.0 if q > 0 else -1.0
+        filled, price = open_fill_nb(t, n, closed, -side, mkt, ps, cfg)
+        if filled < closed:
+            _remainder_nb(t, n, -side * closed, -side * filled, want, ps, cfg, cnt, buf)
+        if filled <= 0.0:
+            continue
+        reduce_position_nb(n, filled, price, ins.taker_fee[n], FillReason.order, t,
                            0.0, ps, cfg, acct, cnt, buf)
         changed = True
     for n in range(n_sym):  # increasing legs in symbol order
@@ -109,11 +144,16 @@ def execute_orders_nb(t, targets, mkt, ps, ins, cfg, acct, cnt, buf, want, has_o
             continue
         q = ps.qty[n]
         w = want[n]
-        if w == 0.0 or abs(w) <= abs(q):
+        if w == 0.0 or abs(w) <= abs(q) * (1.0 + 1e-9):  # no dust after a rounding reduce
             continue
+        if w * q < 0.0:
+            continue  # the closing leg of a flip did not complete: open nothing yet
         price = mkt.open[t, n]
         side = 1.0 if w > 0 else -1.0
         requested = abs(w) - abs(q)
+        if cfg.exec_on:  # size the caps with the price the order will pay
+            price = fill_price_nb(price, side, mkt.hs_open[t, n], requested,
+                                  mkt.typ_volume[t, n], mkt.sigma[t, n], cfg.impact_k[n])
         add_abs, status = _capped_increase_nb(t, n, requested, price, mkt, ps, ins, cfg, acct)
         add_abs = round_to_lot_nb(add_abs, ins.lot_size[n])
         if add_abs <= 0.0:
@@ -125,7 +165,21 @@ def execute_orders_nb(t, targets, mkt, ps, ins, cfg, acct, cnt, buf, want, has_o
             continue
         if status != OrderStatus.filled:
             write_order_nb(buf, cnt, t, n, side * requested, side * add_abs, status)
-        increase_position_nb(n, side * add_abs, price, ins.taker_fee[n], FillReason.order, t,
+        ps.exit_work[n] = -1
+        filled, price = open_fill_nb(t, n, add_abs, side, mkt, ps, cfg)
+        if filled < add_abs:
+            _remainder_nb(t, n, side * add_abs, side * filled, want, ps, cfg, cnt, buf)
+        if filled <= 0.0:
+            continue
+        increase_position_nb(n, side * filled, price, ins.taker_fee[n], FillReason.order, t,
                              0.0, ps, cfg, acct, cnt, buf)
         changed = True
     return changed
+
+
+@jit_nb
+def _remainder_nb(t, n, requested, filled, want, ps, cfg, cnt, buf):
+    """The participation cap filled part of an order: record it; carry the target or not."""
+    write_order_nb(buf, cnt, t, n, requested, filled, OrderStatus.partial)
+    if cfg.carry_orders:
+        ps.pending[n] = want[n]

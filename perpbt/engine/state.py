@@ -24,6 +24,11 @@ class MarketArrays(NamedTuple):
     mark_close: np.ndarray
     funding_rate: np.ndarray   # NaN = no settlement on this bar
     funding_covered: np.ndarray  # (T, N) bool
+    # execution model state (engine/execution.py); shape (0, N) when the model is off
+    hs_open: np.ndarray        # half spread of a fill at t's open (fraction), data <= t-1
+    hs_in: np.ndarray          # half spread of a stop/forced fill inside t (may use bar t)
+    sigma: np.ndarray          # per-bar volatility for impact (fraction), data <= t-1
+    typ_volume: np.ndarray     # typical bar volume (base units), data <= t-1
 
 
 class InstrumentArrays(NamedTuple):
@@ -53,6 +58,11 @@ class EngineConfig(NamedTuple):
     take_pct: np.ndarray       # (N,) take-profit distance, fraction; NaN = none
     take_trigger: int
     record_bars: bool          # False = stats-only: skip (T, N) outputs
+    exec_on: bool              # the execution model is on (off: frictionless fills)
+    participation: np.ndarray  # (N,) max fraction of a bar's volume filled in that bar
+    impact_k: np.ndarray       # (N,) square-root impact constant
+    stress: np.ndarray         # (N,) half-spread multiplier of forced (liquidation) orders
+    carry_orders: bool         # a normal order's unfilled remainder carries to later opens
 
 
 class PositionState(NamedTuple):
@@ -69,6 +79,13 @@ class PositionState(NamedTuple):
     table: np.ndarray          # (N,) int64 dated tier table in force
     tier: np.ndarray           # (N,) int64 tier of the notional at mark at the last close
     min_dist: np.ndarray       # (N,) closest adverse-mark distance to LP of the open trade
+    cap_bar: np.ndarray        # (N,) int64 bar of cap_used
+    cap_used: np.ndarray       # (N,) base units filled in cap_bar (participation cap)
+    pending: np.ndarray        # (N,) target position of a carried order remainder, NaN none
+    exit_work: np.ndarray      # (N,) int64 FillReason of a stop/take still working, -1 none
+    liq_rec: np.ndarray        # (N,) int64 liquidation record of a multibar close, -1 none
+    liq_bp: np.ndarray         # (N,) its bankruptcy price
+    partial_bar: np.ndarray    # (N,) int64 bar of the last partial (ioc) liquidation, -1 none
 
 
 class Buffers(NamedTuple):
@@ -95,12 +112,24 @@ class Scratch(NamedTuple):
     want: np.ndarray           # (N,) target positions of this open's orders
     has_order: np.ndarray      # (N,) bool
     bands: np.ndarray          # (N, 4) quiet band per position: last lo/hi, mark lo/hi
+    refs: np.ndarray           # (N,) last price at a liquidation's bar-time
+    bps: np.ndarray            # (N,) bankruptcy prices of a liquidation event
+    rem: np.ndarray            # (N,) quantities left in a liquidation plan
+    plan_n: np.ndarray         # (N * (K + 1),) int64 symbol of each planned forced fill
+    plan_q: np.ndarray         # quantity (base units, absolute)
+    plan_p: np.ndarray         # average price
+    order: np.ndarray          # (N,) int64 symbols of a cross liquidation, largest first
+    liq_work: np.ndarray       # (4, N) trigger LP, LP with fees, upnl, user loss at full
 
 
 def new_scratch(n_symbols: int, n_tiers: int) -> Scratch:
     return Scratch(np.zeros((n_symbols, 4)), np.zeros((n_symbols, 4)), np.zeros(n_symbols),
                    np.zeros(n_symbols * n_tiers + 1), np.zeros(n_symbols),
-                   np.zeros(n_symbols, dtype=np.bool_), np.zeros((n_symbols, 4)))
+                   np.zeros(n_symbols, dtype=np.bool_), np.zeros((n_symbols, 4)),
+                   np.zeros(n_symbols), np.zeros(n_symbols), np.zeros(n_symbols),
+                   np.zeros(n_symbols * (n_tiers + 1), dtype=np.int64),
+                   np.zeros(n_symbols * (n_tiers + 1)), np.zeros(n_symbols * (n_tiers + 1)),
+                   np.zeros(n_symbols, dtype=np.int64), np.zeros((4, n_symbols)))
 
 
 # account scalars, indices into the float64 ``acct`` array
@@ -126,7 +155,9 @@ C_ERROR_BAR = 10
 C_ERROR_SYMBOL = 11
 C_BUST_BAR = 12
 C_STATES = 13
-N_CNT = 14
+C_WORKING = 14        # symbols with a carried order, a working exit or a multibar close
+C_LIQ_ACTIVE = 15     # positions inside a multibar forced close
+N_CNT = 16
 
 
 def new_position_state(n_symbols: int) -> PositionState:
@@ -135,4 +166,8 @@ def new_position_state(n_symbols: int) -> PositionState:
     return PositionState(f(), f(), f(), f(), nan(), f(), f(), nan(), nan(),
                          np.full(n_symbols, -1, dtype=np.int64),
                          np.zeros(n_symbols, dtype=np.int64),
-                         np.full(n_symbols, -1, dtype=np.int64), np.full(n_symbols, np.inf))
+                         np.full(n_symbols, -1, dtype=np.int64), np.full(n_symbols, np.inf),
+                         np.full(n_symbols, -1, dtype=np.int64), f(), nan(),
+                         np.full(n_symbols, -1, dtype=np.int64),
+                         np.full(n_symbols, -1, dtype=np.int64), f(),
+                         np.full(n_symbols, -1, dtype=np.int64))

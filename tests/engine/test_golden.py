@@ -18,6 +18,7 @@ FLAT = (100.0, 100.0, 100.0, 100.0)
 
 def run(market, rows, **kw):
     kw.setdefault("venue", "binance")
+    kw.setdefault("liquidation", "takeover")  # the core engine's policy; others: test_policies
     return pb.backtest(market, targets_frame(market, rows), **kw)
 
 
