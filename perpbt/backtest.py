@@ -27,7 +27,6 @@ from perpbt.risk import StopLoss, TakeProfit, exit_rule_arrays
 from perpbt.strategy import Strategy, Targets
 from perpbt.venues import get_venue, instrument_for
 
-IMPLEMENTED_POLICIES = tuple(LiqPolicy._fields)
 
 
 def _iso(market, t: int) -> str:
@@ -220,9 +219,6 @@ def backtest(market, strategy_or_targets, *, venue: str = "binance", margin: str
     else:
         policy_name = liquidation
         policy = parse_enum(LiqPolicy, policy_name, "liquidation")
-    if policy_name not in IMPLEMENTED_POLICIES:
-        raise NotImplementedError(f"liquidation={policy_name!r} is not implemented yet; "
-                                  f"available: {IMPLEMENTED_POLICIES}")
     if not initial_capital > 0:
         raise ValueError(f"initial_capital must be positive, got {initial_capital}")
     targets, source = target_frame(market, strategy_or_targets)

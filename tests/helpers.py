@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+import perpbt as pb
+
 from perpbt.instruments import Instrument, load_tiers
 from perpbt.market import Market
 
@@ -70,3 +72,35 @@ def targets_frame(market: Market, rows: dict) -> pd.DataFrame:
         for bar, value in by_bar.items():
             frame.iloc[bar, frame.columns.get_loc(sym)] = value
     return frame
+
+
+def liq_fill_records(res):
+    """Each liquidation fill with the liquidation record it belongs to: the record of the
+    same trade at the same bar and bar-time, else (a multibar close carried into later
+    bars) the trade's latest full record before the fill."""
+    fills = res.fill_records
+    liqs = res.liq_records
+    out = []
+    for f in fills[fills["reason"] == pb.enums.FillReason.liquidation]:
+        same = liqs[(liqs["trade_id"] == f["trade_id"]) & (liqs["bar"] == f["bar"])
+                    & (liqs["s"] == f["s"])]
+        if len(same) == 0:
+            same = liqs[(liqs["trade_id"] == f["trade_id"]) & (liqs["bar"] < f["bar"])
+                        & (liqs["full"] == 1)][-1:]
+        assert len(same) == 1, f
+        out.append((f, same[0]))
+    return out
+
+
+def liquidation_transfer(market, res) -> np.ndarray:
+    """Per bar: what liquidations moved from the user to the venue beyond the fills' own PnL.
+    Full liquidation: side * q * (fill - bankruptcy price) per fill (0 for the part taken over
+    at the bankruptcy price); partial: the clearance fee."""
+    transfer = np.zeros(market.n_bars)
+    for f, rec in liq_fill_records(res):
+        if rec["full"] == 1:
+            transfer[f["bar"]] += -f["qty"] * (f["price"] - rec["bankruptcy_price"])
+    liqs = res.liq_records
+    for rec in liqs[liqs["full"] == 0]:
+        transfer[rec["bar"]] += rec["clearance_fee"]
+    return transfer

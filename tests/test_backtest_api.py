@@ -64,8 +64,10 @@ def test_bad_options_name_the_field():
     m = market()
     with pytest.raises(ValueError, match=r"margin='crosss' is not one of"):
         pb.backtest(m, Hold(), margin="crosss")
-    with pytest.raises(NotImplementedError, match=r"liquidation='ioc' is not implemented yet"):
-        pb.backtest(m, Hold(), liquidation="ioc")
+    with pytest.raises(ValueError, match=r"liquidation='iocc' is not one of"):
+        pb.backtest(m, Hold(), liquidation="iocc")
+    with pytest.raises(ValueError, match=r"Execution.participation must be positive"):
+        pb.backtest(m, Hold(), execution=pb.Execution(participation=0.0))
 
 
 def test_strategy_targets_and_stats_keys():

@@ -33,6 +33,7 @@ import pytest
 
 import perpbt as pb
 from perpbt.market import CoverageWarning
+from tests.helpers import liquidation_transfer
 
 pytestmark = pytest.mark.shared_data
 
@@ -225,12 +226,14 @@ def check_funding(res, m, books) -> np.ndarray:
 
 def check_identity(res, m, books, received) -> None:
     """equity[t] - equity[t-1] = realized[t] + d(unrealized) - fees[t] + funding[t]
-    (liquidation transfer 0 under takeover: its fill is the bankruptcy price), every bar,
+    - liquidation transfer (tests.helpers.liquidation_transfer), every bar,
     to 1e-6 of equity."""
     eq = res.equity["equity"].to_numpy()
     prev = np.concatenate(([CAPITAL], eq[:-1]))
     unreal_prev = np.concatenate(([0.0], books["unreal"][:-1]))
-    rhs = books["realized"] + books["unreal"] - unreal_prev - books["fees"] + received
+    transfer = liquidation_transfer(m, res)
+    rhs = (books["realized"] + books["unreal"] - unreal_prev - books["fees"] + received
+           - transfer)
     lhs = eq - prev
     tol = 1e-6 * np.maximum(np.abs(eq), np.abs(prev)) + 1e-9
     bad = np.flatnonzero(np.abs(lhs - rhs) > tol)
@@ -238,7 +241,8 @@ def check_identity(res, m, books, received) -> None:
         f"identity broken at {len(bad)} bars, first {m.index[bad[0]]}: "
         f"d equity {lhs[bad[0]]!r} vs {rhs[bad[0]]!r}")
     # the cumulative form too (no drift): equity = capital + realized - fees + funding + upnl
-    cum = CAPITAL + np.cumsum(books["realized"] - books["fees"] + received) + books["unreal"]
+    cum = CAPITAL + np.cumsum(books["realized"] - books["fees"] + received - transfer) \
+        + books["unreal"]
     np.testing.assert_allclose(eq, cum, rtol=1e-6, atol=1e-6)
 
 
@@ -317,7 +321,8 @@ def test_full_run_books_balance(market, shared_data, config, margin):
     pb.backtest(market.slice(None, market.index[2000]), targets.iloc[:2000], venue="binance",
                 margin=margin, leverage=lev)  # compile outside the timing
     t0 = time.perf_counter()
-    res = pb.backtest(market, targets, venue="binance", margin=margin, leverage=lev)
+    res = pb.backtest(market, targets, venue="binance", margin=margin, leverage=lev,
+                      liquidation="takeover")
     elapsed = time.perf_counter() - t0
     assert elapsed < 10.0, f"full run took {elapsed:.1f} s"
     assert not res.bust
@@ -359,7 +364,8 @@ def test_full_run_cross_full_liquidation(market, shared_data):
     # at the trigger), the users' losses summing to the whole wallet, the wallet 0 after, the
     # identity holding through the event.
     targets = sma_targets(market, 168, 720, 2.0)
-    res = pb.backtest(market, targets, venue="binance", margin="cross", leverage=5)
+    res = pb.backtest(market, targets, venue="binance", margin="cross", leverage=5,
+                      liquidation="takeover")
     assert res.bust
     books = replay(res, market)
     check_books(res, market, books)

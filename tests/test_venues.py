@@ -30,12 +30,13 @@ def test_venue_codes_and_policies():
     assert list(VENUES) == ["binance", "bybit", "okx"]
     assert (VENUES["binance"].venue_code, VENUES["bybit"].venue_code,
             VENUES["okx"].venue_code) == (Venue.binance, Venue.bybit, Venue.okx) == (0, 1, 2)
-    assert VENUES["binance"].liquidation_policy == LiqPolicy.takeover
+    assert VENUES["binance"].liquidation_policy == LiqPolicy.ioc
     assert VENUES["bybit"].liquidation_policy == LiqPolicy.tiered
     assert VENUES["okx"].liquidation_policy == LiqPolicy.tiered
-    # the engine implements takeover only: tiered venues run it for now
-    assert all(p.engine_policy() == LiqPolicy.takeover for p in VENUES.values())
-    assert VENUES["okx"].engine_policy(implemented=(0, 2)) == LiqPolicy.tiered
+    # the engine runs each venue's own process
+    assert [p.engine_policy() for p in VENUES.values()] == [LiqPolicy.ioc, LiqPolicy.tiered,
+                                                             LiqPolicy.tiered]
+    assert VENUES["okx"].engine_policy(implemented=(0,)) == LiqPolicy.takeover
 
 
 @pytest.mark.parametrize("name", list(VENUES))

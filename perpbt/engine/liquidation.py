@@ -14,7 +14,7 @@ from perpbt._jit import jit_nb
 from perpbt.engine.records import close_trade_nb, write_fill_nb, write_liq_nb
 from perpbt.engine.requirements import (close_fee_rate_nb, is_cross_nb, position_requirement_nb,
                                         upnl_nb)
-from perpbt.engine.state import A_CLEARANCE, A_INSURANCE, A_WALLET, C_EVENTS
+from perpbt.engine.state import A_CLEARANCE, A_INSURANCE, A_WALLET, C_EVENTS, C_LIQS
 from perpbt.enums import FillReason
 from perpbt.margin import bankruptcy_price_nb, liq_price_nb
 
@@ -94,6 +94,10 @@ def _takeover_one_nb(n, bar, s, trigger_mark, share, event_id, ps, ins, cfg, acc
     write_liq_nb(buf, cnt, event_id, bar, n, s, trigger_mark, ps.liq_price[n],
                  ps.liq_price_fees[n], bp, q, bp, fee, -realized, x - fee, upnl, 1,
                  cfg.liq_policy)
+    r = buf.liqs[cnt[C_LIQS] - 1]
+    r["full"] = 1
+    r["taken_over"] = qty_abs
+    r["trade_id"] = tid
     close_trade_nb(buf, cnt, tid, bar, qty_abs, bp, realized, 0.0, FillReason.liquidation, 1)
     ps.qty[n] = 0.0
     ps.entry[n] = 0.0

@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import perpbt as pb
-from tests.helpers import make_market, test_instrument
+from tests.helpers import liq_fill_records, liquidation_transfer, make_market, test_instrument
 
 N_BARS = 40
 SYMBOLS = ("A", "B")
@@ -70,14 +70,21 @@ run_params = st.fixed_dictionaries({
     "taker": st.sampled_from([0.0, 0.0005]),
     "clearance": st.sampled_from([0.0, 0.01]),
     "intrabar": st.sampled_from(["pessimistic", "ohlc"]),
+    "liquidation": st.sampled_from(["takeover", "ioc", "tiered", "multibar"]),
+    "execution": st.booleans(),
 })
+
+# the test markets trade 1,000 units a bar: a 0.1 participation cap binds often
+EXECUTION = pb.Execution(participation=0.1)
 
 
 def run(p):
     market = random_market(p["seed"], p["vol"], p["taker"], p["clearance"])
     targets = random_targets(p["seed"], market, p["leverage"])
     res = pb.backtest(market, targets, margin=p["margin"], leverage=p["leverage"],
-                      stop=p["stop"], take=p["take"], intrabar=p["intrabar"])
+                      stop=p["stop"], take=p["take"], intrabar=p["intrabar"],
+                      liquidation=p["liquidation"],
+                      execution=EXECUTION if p["execution"] else None)
     return market, targets, res
 
 
@@ -119,12 +126,7 @@ def test_accounting_identity_every_bar(p):
     realized, fees, unrealized = replay_ledger(market, res.fill_records)
     funding = np.zeros(market.n_bars)
     np.add.at(funding, res.funding_records["bar"], res.funding_records["payment"])
-    # takeover fills at the bankruptcy price: the liquidation transfer term is zero
-    liq = res.liquidations
-    transfer = np.zeros(market.n_bars)
-    np.add.at(transfer, liq["bar"].to_numpy(dtype=int),
-              (np.sign(liq["qty"]) * liq["qty"].abs() * (liq["avg_fill"] - liq["bankruptcy_price"])
-               ).to_numpy(dtype=float))
+    transfer = liquidation_transfer(market, res)
     prev_eq = np.concatenate(([10_000.0], eq[:-1]))
     prev_u = np.concatenate(([0.0], unrealized[:-1]))
     lhs = eq - prev_eq
@@ -144,12 +146,26 @@ def test_fills_inside_bar_or_at_gap_open(p):
     market, _, res = run(p)
     f = res.fill_records
     normal = f[f["reason"] != pb.enums.FillReason.liquidation] if len(f) else f
+    cost = np.zeros(market.arrays["open"].shape)
+    if p["execution"]:
+        # the largest spread + impact a fill of bar t can pay (DESIGN 6): stressed half spread
+        # plus k * sigma * sqrt(cap / volume) with cap = participation * volume of bar t
+        a = market.arrays
+        hs_open, hs_in, sigma, typ = EXECUTION.state_arrays(
+            a["high"], a["low"], a["volume"], market.symbols)
+        vol_min = np.minimum(a["volume"], typ)
+        cost = (EXECUTION.stress * np.maximum(hs_open, hs_in) + EXECUTION.impact_k * sigma
+                * np.sqrt(EXECUTION.participation * a["volume"] / vol_min))
     for r in normal:
         t, n = int(r["bar"]), int(r["symbol"])
         lo, hi = market.arrays["low"][t, n], market.arrays["high"][t, n]
-        assert lo * (1 - 1e-12) <= r["price"] <= hi * (1 + 1e-12)
+        c = cost[t, n]
+        assert lo * (1 - c) * (1 - 1e-12) <= r["price"] <= hi * (1 + c) * (1 + 1e-12)
         if r["s"] == 0.0:  # at the open: orders and gap-through exits fill at the open price
-            assert r["price"] == pytest.approx(market.arrays["open"][t, n], rel=1e-12)
+            ref = market.arrays["open"][t, n]
+            assert abs(r["price"] / ref - 1.0) <= c + 1e-12
+            if p["execution"]:  # never better than the open: the spread is paid
+                assert np.sign(r["qty"]) * (r["price"] - ref) >= -1e-12 * ref
 
 
 @settings(max_examples=60, deadline=None)
@@ -157,11 +173,55 @@ def test_fills_inside_bar_or_at_gap_open(p):
 def test_liquidation_invariants(p):
     market, _, res = run(p)
     liq = res.liquidations
-    for _, r in liq.iterrows():
-        # the user loses -upnl at the trigger plus what the fund and the venue took
-        assert r["user_loss"] == pytest.approx(
-            -r["upnl_at_trigger"] + r["insurance_change"] + r["clearance_fee"], rel=1e-9, abs=1e-6)
-        assert r["clearance_fee"] >= 0.0
+    recs = res.liq_records
+    realized = {}
+    transfer = {}
+    for f, rec in liq_fill_records(res):
+        key = (int(rec["event_id"]), int(rec["symbol"]))
+        realized[key] = realized.get(key, 0.0) + f["realized"]
+        if rec["full"] == 1:
+            transfer[key] = transfer.get(key, 0.0) - f["qty"] * (f["price"]
+                                                                  - rec["bankruptcy_price"])
+    for rec in recs:
+        key = (int(rec["event_id"]), int(rec["symbol"]))
+        assert rec["clearance_fee"] >= 0.0
+        if rec["full"] == 0:
+            # a partial liquidation: the user keeps the rest and pays the fills' loss and
+            # the clearance fee on their notional; the fund is untouched
+            assert p["liquidation"] in ("ioc", "tiered")
+            assert rec["user_loss"] == pytest.approx(-realized[key] + rec["clearance_fee"],
+                                                     rel=1e-9, abs=1e-6)
+            assert rec["clearance_fee"] == pytest.approx(
+                market.instruments[market.symbols[rec["symbol"]]].clearance_fee
+                * abs(rec["qty"]) * rec["avg_fill"], rel=1e-9, abs=1e-9)
+            assert rec["insurance_change"] == 0.0
+            continue
+        trade = res.trade_records[rec["trade_id"]]
+        if trade["exit_bar"] < 0:
+            assert p["liquidation"] == "multibar"  # still selling when the data ends
+            continue
+        # full: the user's books moved as if everything closed at the bankruptcy price ...
+        assert rec["user_loss"] == pytest.approx(-realized[key] + transfer.get(key, 0.0),
+                                                 rel=1e-9, abs=1e-6)
+        # with entry = trigger mark - upnl / qty: user loss = qty * (entry - BP)
+        assert rec["user_loss"] == pytest.approx(
+            rec["qty"] * (rec["trigger_mark"] - rec["bankruptcy_price"]) - rec["upnl_at_trigger"],
+            rel=1e-9, abs=1e-6)
+        # ... and the venue gained the transfers plus the part taken over, valued at the
+        # trigger mark; the clearance fee comes out of that gain, the fund keeps the rest
+        side = np.sign(rec["qty"])
+        gain = transfer.get(key, 0.0) + side * rec["taken_over"] * (
+            rec["trigger_mark"] - rec["bankruptcy_price"])
+        assert rec["insurance_change"] + rec["clearance_fee"] == pytest.approx(
+            gain, rel=1e-9, abs=1e-6)
+        rate = market.instruments[market.symbols[rec["symbol"]]].clearance_fee
+        assert rec["clearance_fee"] <= rate * abs(rec["qty"]) * rec["bankruptcy_price"] + 1e-9
+        if p["liquidation"] == "takeover":
+            # the user loses -upnl at the trigger plus what the fund and the venue took
+            assert rec["user_loss"] == pytest.approx(
+                -rec["upnl_at_trigger"] + rec["insurance_change"] + rec["clearance_fee"],
+                rel=1e-9, abs=1e-6)
+    liq = liq[liq["full"] == 1] if len(liq) else liq
     if p["margin"] == "isolated":
         # no isolated margin is ever negative
         for sym in market.symbols:
@@ -169,8 +229,10 @@ def test_liquidation_invariants(p):
         fills, fund = res.fill_records, res.funding_records
         for _, r in liq.iterrows():
             b, n = int(r["bar"]), market.symbols.index(r["symbol"])
+            assert r["bars"] >= 1
             touched = ((fills["bar"] == b) & (fills["symbol"] == n)
-                       & (fills["reason"] != pb.enums.FillReason.liquidation)).any() or (
+                       & ((fills["reason"] != pb.enums.FillReason.liquidation)
+                          | (fills["s"] < r["s"]))).any() or (
                 (fund["bar"] == b) & (fund["symbol"] == n)).any()
             if b > 0 and not touched:
                 # an isolated liquidation costs the user exactly the position's margin, as
@@ -180,14 +242,19 @@ def test_liquidation_invariants(p):
             assert r["user_loss"] >= -1e-9
     else:
         fills, fund = res.fill_records, res.funding_records
+        open_trades = res.trade_records["trade_id"][res.trade_records["exit_bar"] < 0]
         for event, rows in liq.groupby("event_id"):
             b, s_trig = int(rows["bar"].iloc[0]), float(rows["s"].iloc[0])
-            # after a full cross liquidation the wallet is zero ...
-            assert res.equity["wallet"].iloc[b] == pytest.approx(0.0, abs=1e-6)
+            if np.isin(rows["trade_id"], open_trades).any():
+                continue  # a multibar close still under way when the data ends
+            # after a full cross liquidation the wallet is zero (multibar: once it completes)
+            b_end = b + int(rows["bars"].max()) - 1
+            assert res.equity["wallet"].iloc[b_end] == pytest.approx(0.0, abs=1e-6)
             # ... and the user's losses sum to the wallet at the trigger: the previous close's
             # wallet plus this bar's funding and the fills before the trigger
             before = fills[(fills["bar"] == b) & (fills["s"] <= s_trig)
-                           & (fills["reason"] != pb.enums.FillReason.liquidation)]
+                           & ((fills["reason"] != pb.enums.FillReason.liquidation)
+                              | (fills["s"] < s_trig))]
             wallet = (res.equity["wallet"].iloc[b - 1] if b > 0 else 10_000.0)
             wallet += fund["payment"][fund["bar"] == b].sum()
             wallet += (before["realized"] - before["fee"]).sum()
@@ -216,7 +283,8 @@ def test_no_look_ahead(p, cut):
     changed = make_market(last, mark, funding, instruments=insts)
     res2 = pb.backtest(changed, targets.set_axis(changed.index), margin=p["margin"],
                        leverage=p["leverage"], stop=p["stop"], take=p["take"],
-                       intrabar=p["intrabar"])
+                       intrabar=p["intrabar"], liquidation=p["liquidation"],
+                       execution=EXECUTION if p["execution"] else None)
     f1, f2 = res.fill_records, res2.fill_records
     before1, before2 = f1[f1["bar"] <= cut], f2[f2["bar"] <= cut]
     assert len(before1) == len(before2)
