@@ -3,8 +3,8 @@
 ``write_report(suite_result, path, baseline=None)`` writes:
 
 - a stats table (one row per run: the run's axes and ``Result.stats()``);
-- per dataset, equity (quote) and drawdown (fraction below the running peak) of every run,
-  with a red marker at each liquidation;
+- per dataset, equity (quote, log scale) and drawdown (fraction below the running peak) of
+  every run (dotted: cross margin), with a red x at each liquidation;
 - per dataset, the funding rate of each settlement against the realized volatility of the
   day before it (annualised, from last-price closes), one panel per symbol;
 - per strategy whose grid has exactly two list parameters, a heatmap of the mean Sharpe ratio
@@ -151,11 +151,13 @@ def equity_figure(result: SuiteResult, dataset: str):
         name = _label(result, row)
         eq = _thin(curves.equity)
         dd = _thin(curves.drawdown)
+        dash = "solid" if row["margin"] == "isolated" else "dot"
         fig.add_trace(go.Scatter(x=_ms(eq.index), y=eq.to_numpy(np.float32), name=name, legendgroup=name,
-                                 mode="lines", line=dict(width=1, color=color)), row=1, col=1)
+                                 mode="lines", line=dict(width=1, color=color, dash=dash)),
+                      row=1, col=1)
         fig.add_trace(go.Scatter(x=_ms(dd.index), y=dd.to_numpy(np.float32), name=name, legendgroup=name,
                                  showlegend=False, mode="lines",
-                                 line=dict(width=1, color=color)), row=2, col=1)
+                                 line=dict(width=1, color=color, dash=dash)), row=2, col=1)
         liq = curves.liquidations
         if len(liq) and "time" in liq:
             times = pd.DatetimeIndex(liq["time"])
@@ -213,9 +215,11 @@ def funding_figure(market, dataset: str):
             marker=dict(size=4, opacity=0.5, color=_ms(part["time"]),
                         colorscale="Viridis")), row=1, col=k)
         fig.update_xaxes(title_text="realized vol, 1 day (annualised)", row=1, col=k)
-    fig.update_yaxes(title_text="funding rate per settlement", tickformat=".3%", row=1, col=1)
-    fig.update_layout(height=380, showlegend=False, template="plotly_white",
-                      margin=dict(l=70, r=20, t=40, b=50),
+    fig.update_xaxes(tickformat=".0%")
+    fig.update_yaxes(tickformat=".3%")
+    fig.update_yaxes(title_text="funding rate per settlement", row=1, col=1)
+    fig.update_layout(height=400, showlegend=False, template="plotly_white",
+                      margin=dict(l=70, r=20, t=70, b=50),
                       title=dict(text=f"{dataset}: funding vs realized volatility",
                                  font=dict(size=13)))
     return fig
@@ -242,7 +246,7 @@ def heatmap_figure(result: SuiteResult, strategy: str, metric: str = "sharpe"):
             colorbar=dict(title=metric)), row=1, col=k)
         fig.update_xaxes(title_text=px_, type="category", row=1, col=k)
         fig.update_yaxes(title_text=py_ if k == 1 else None, type="category", row=1, col=k)
-    fig.update_layout(height=360, template="plotly_white", margin=dict(l=60, r=20, t=60, b=50),
+    fig.update_layout(height=360, template="plotly_white", margin=dict(l=60, r=20, t=70, b=50),
                       title=dict(text=f"{strategy}: mean {metric} over margin, venue and "
                                       f"leverage", font=dict(size=13)))
     return fig
