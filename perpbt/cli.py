@@ -348,6 +348,124 @@ def _plural(n: int, word: str) -> str:
     return f"{n:,} {word}{'' if n == 1 else 's'}"
 
 
+# ---------------------------------------------------------------------------- suites
+SUMMARY_COLUMNS = ("total_return", "sharpe", "max_drawdown", "trades", "liquidations",
+                   "final_equity")
+
+
+def _suite_label(result, row) -> str:
+    params = ", ".join(f"{c.removeprefix('param_')}={format_value(c, row[c])}"
+                       for c in result.param_columns
+                       if c in row.index and not _missing(row[c]))
+    return f"{row['strategy']}({params})"
+
+
+def _missing(value: Any) -> bool:
+    import pandas as pd
+
+    return value is None or (pd.api.types.is_scalar(value) and bool(pd.isna(value)))
+
+
+def suite_table(result) -> Table:
+    table = Table(title=f"suite {result.name}: {len(result.rows)} runs")
+    for col in ("dataset", "strategy", "margin", "venue", "lev") + SUMMARY_COLUMNS:
+        table.add_column(col, justify="left" if col in ("dataset", "strategy", "margin",
+                                                        "venue") else "right")
+    for _, row in result.rows.iterrows():
+        table.add_row(str(row["dataset"]), _suite_label(result, row), str(row["margin"]),
+                      str(row["venue"]), f"{float(row['leverage']):g}x",
+                      *(format_value(c, row[c]) for c in SUMMARY_COLUMNS))
+    return table
+
+
+def moved_table(moved) -> Table:
+    table = Table(title=f"{len(moved)} metric change(s) against the baseline")
+    for col in ("run", "metric", "old", "new", "change", "relative"):
+        table.add_column(col, justify="left" if col in ("run", "metric") else "right")
+    for _, row in moved.iterrows():
+        rel = row["rel_change"]
+        table.add_row(str(row["run_id"]), str(row["metric"]),
+                      format_value(row["metric"], row["old"]),
+                      format_value(row["metric"], row["new"]),
+                      format_value(row["metric"], row["abs_change"]),
+                      "n/a" if _missing(rel) else f"{float(rel):+.2%}")
+    return table
+
+
+@app.command("suite")
+def suite_cmd(
+    suite: Path = typer.Argument(
+        ..., metavar="SUITE.toml",
+        help="Suite file: \\[suite] (margins, venues, leverage, capital ...), "
+             "\\[datasets.NAME] (an embedded scenario or a CSV directory) and "
+             "\\[strategies.NAME] (a strategy "
+             "name and its parameters; lists expand to a grid). Every combination runs once. "
+             "See perpbt/suite.py and benchmarks/suites/*.toml."),
+    out: Optional[Path] = typer.Option(
+        None, "--out", "-o", metavar="FILE.parquet",
+        help="Write one row per run (run_id, dataset, strategy, parameters, margin, venue, "
+             "leverage and every stat) to this Parquet file; it can serve as a later "
+             "--baseline."),
+    report: Optional[Path] = typer.Option(
+        None, "--report", "-r", metavar="FILE.html",
+        help="Write a self-contained HTML report (stats table, equity and drawdown with "
+             "liquidation markers, funding vs realized volatility, parameter heatmaps and "
+             "the baseline comparison); opens offline, no network."),
+    baseline: Optional[Path] = typer.Option(
+        None, "--baseline", "-b", metavar="FILE.parquet",
+        help="A Parquet file from an earlier --out: print (and put in the report) every "
+             "metric of every run that moved beyond the tolerance, with old and new value, "
+             "absolute and relative change, and runs added or missing."),
+    rtol: float = typer.Option(
+        1e-6, "--rtol",
+        help="Relative tolerance of the baseline comparison: a metric moved when "
+             "|new - old| > atol + rtol * |old|."),
+    atol: float = typer.Option(1e-9, "--atol",
+                               help="Absolute tolerance of the baseline comparison."),
+    quiet: bool = typer.Option(False, "--quiet", "-q",
+                               help="No per-run progress lines on stderr."),
+) -> None:
+    """Run a benchmark suite (datasets x strategy grids x margin modes x venues x leverage)
+    and print a summary table; optionally save results, an HTML report and compare with a
+    baseline."""
+    from perpbt import suite as suite_module
+
+    err = Console(stderr=True)
+    old = None
+    try:
+        if baseline is not None:
+            if not baseline.is_file():
+                raise typer.BadParameter(f"no baseline file {baseline}",
+                                         param_hint="--baseline")
+            import pandas as pd
+
+            old = pd.read_parquet(baseline)
+        result = suite_module.run_suite(suite, progress=not quiet)
+    except (ValueError, FileNotFoundError) as exc:
+        from rich.markup import escape
+
+        err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
+        raise typer.Exit(1) from exc
+    out_console = Console(soft_wrap=False, width=max(Console().width, 160))
+    out_console.print(suite_table(result))
+    out_console.print(f"{len(result.rows)} runs in {result.seconds:.1f} s", highlight=False)
+    if old is not None:
+        moved = suite_module.compare_to_baseline(result, old, rtol=rtol, atol=atol)
+        if moved.empty:
+            out_console.print(f"no metric moved against the baseline {baseline}",
+                              highlight=False)
+        else:
+            out_console.print(moved_table(moved))
+    if out is not None:
+        result.to_parquet(out)
+        out_console.print(f"results: {out}", highlight=False)
+    if report is not None:
+        from perpbt.report import write_report
+
+        write_report(result, report, baseline=old)
+        out_console.print(f"report: {report}", highlight=False)
+
+
 # ---------------------------------------------------------------------------- data
 @app.command("fetch")
 def fetch_cmd(
