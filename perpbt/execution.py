@@ -58,10 +58,14 @@ class Execution:
     remainder: str = "cancel"
 
     def __post_init__(self) -> None:
-        for name in ("stress", "impact_k", "participation", "span", "max_widening"):
+        for name in ("stress", "participation", "span", "max_widening"):
             value = getattr(self, name)
             if not (np.isfinite(value) and value > 0):
                 raise ValueError(f"Execution.{name} must be positive, got {value!r}")
+        for name in ("impact_k", "range_exponent", "thin_exponent"):
+            value = getattr(self, name)
+            if not (np.isfinite(value) and value >= 0):
+                raise ValueError(f"Execution.{name} must be >= 0, got {value!r}")
         if self.stress < 1.0:
             raise ValueError(f"Execution.stress must be >= 1, got {self.stress}")
         if self.remainder not in REMAINDERS:

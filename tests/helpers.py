@@ -35,19 +35,21 @@ def test_instrument(symbol: str = "TEST/USDT:USDT", *, taker_fee: float = 0.0,
 test_instrument.__test__ = False  # not a pytest test
 
 
-def bars_frame(rows, start_ms: int = T0_MS) -> pd.DataFrame:
-    """rows of (open, high, low, close) -> frame with timestamp_ms and volume 1000."""
+def bars_frame(rows, start_ms: int = T0_MS, volume=1000.0) -> pd.DataFrame:
+    """rows of (open, high, low, close) -> frame with timestamp_ms and volume (default 1000)."""
     arr = np.asarray(rows, dtype=float)
     return pd.DataFrame({"timestamp_ms": start_ms + HOUR_MS * np.arange(len(arr)),
                          "open": arr[:, 0], "high": arr[:, 1], "low": arr[:, 2],
-                         "close": arr[:, 3], "volume": 1000.0})
+                         "close": arr[:, 3], "volume": volume})
 
 
 def make_market(last: dict, mark: dict | None = None, funding: dict | None = None, *,
-                instruments: dict | None = None) -> Market:
-    """Market from per-symbol OHLC rows; mark defaults to last; funding rows (bar, rate)."""
+                instruments: dict | None = None, volume: dict | None = None) -> Market:
+    """Market from per-symbol OHLC rows; mark defaults to last; funding rows (bar, rate);
+    volume per symbol (a list per bar, default 1000 every bar)."""
     symbols = list(last)
-    ohlcv = {s: bars_frame(last[s]) for s in symbols}
+    ohlcv = {s: bars_frame(last[s], volume=np.asarray((volume or {}).get(s, 1000.0), float))
+             for s in symbols}
     marks = {s: bars_frame((mark or {}).get(s, last[s]))[["timestamp_ms", "open", "high", "low",
                                                           "close"]] for s in symbols}
     n_bars = len(next(iter(last.values())))

@@ -7,7 +7,10 @@ A liquidation first plans its forced fills without touching the books, then appl
   a fill makes the account compliant again (margin balance above the requirement after the
   realized loss and the clearance fee), the order stops at the smallest such quantity
   (found by bisection) and the user keeps the rest. Otherwise whatever it could not fill is
-  taken over at the bankruptcy price. One IOC per position per bar: a position that needed
+  taken over at the bankruptcy price. "Compliant" keeps room for the clearance fee of
+  closing what is left (margin balance > requirement + clearance on the remaining notional):
+  without it, inside a tier with a maintenance amount any sliver would do, and the account
+  would be back at the trigger at once. One IOC per position per bar: a position that needed
   one in this bar and triggers again in the same bar is taken over (otherwise a price
   grinding along the boundary would be liquidated in thousands of slivers).
 - ``tiered`` (Bybit, OKX): fill-or-kill steps that bring the position's notional at the
@@ -86,18 +89,22 @@ def requirement_at_nb(n, qty_abs, mark, ps, ins, cfg):
 
 @jit_nb
 def health_nb(marks, equity, ps, ins, cfg, rem, cross, n_iso, margin_balance):
-    """Margin balance minus requirement with the quantities ``rem`` left (cross: the account,
-    ``equity`` already net of the planned fills' slippage and fees; isolated: symbol
-    ``n_iso``, its margin balance scaling with the quantity kept)."""
+    """Margin balance minus requirement minus the clearance fee of closing what is left,
+    with the quantities ``rem`` left (cross: the account, ``equity`` already net of the
+    planned fills' slippage and fees; isolated: symbol ``n_iso``, its margin balance scaling
+    with the quantity kept). Positive: compliant again."""
     if cross:
         total = equity
         for j in range(rem.shape[0]):
             if rem[j] > 0.0:
-                total -= requirement_at_nb(j, rem[j], marks[j], ps, ins, cfg)
+                total -= (requirement_at_nb(j, rem[j], marks[j], ps, ins, cfg)
+                          + ins.clearance_fee[j] * rem[j] * marks[j])
         return total
     q0 = abs(ps.qty[n_iso])
     kept = rem[n_iso]
-    return margin_balance * kept / q0 - requirement_at_nb(n_iso, kept, marks[n_iso], ps, ins, cfg)
+    return (margin_balance * kept / q0
+            - requirement_at_nb(n_iso, kept, marks[n_iso], ps, ins, cfg)
+            - ins.clearance_fee[n_iso] * kept * marks[n_iso])
 
 
 @jit_nb
@@ -121,18 +128,40 @@ def health_after_nb(n, q, base, ref, side, hs, vol, sigma, marks, equity, ps, in
 @jit_nb
 def min_compliant_qty_nb(n, q_hi, ref, side, hs, vol, sigma, marks, equity, ps, ins, cfg,
                          rem, cross, margin_balance, eps):
-    """Smallest q in (0, q_hi] after which the account is compliant (bisection), or -1.
+    """Smallest q in (0, q_hi] after which the account is compliant, or -1.
 
+    Compliance is piecewise linear in the quantity kept, with kinks where the kept notional
+    crosses a tier floor (the maintenance amount makes it non-monotone across floors), so the
+    candidates are the points just below each floor, ascending in q, then q_hi; the first
+    compliant candidate brackets the crossing with the one before it, and bisection finds it.
     Closing all of a position is never "compliant": that is a full liquidation.
     """
     base = rem[n]
     if q_hi >= base * (1.0 - 1e-12):
         q_hi = base * (1.0 - 1e-9)
-    if q_hi <= 0.0 or health_after_nb(n, q_hi, base, ref, side, hs, vol, sigma, marks, equity,
-                                      ps, ins, cfg, rem, cross, margin_balance) <= eps:
+    if q_hi <= 0.0:
         return -1.0
+    d = ps.table[n]
+    floor = ins.tier_floor[n, d]
+    mark = marks[n]
     lo = 0.0
-    hi = q_hi
+    hi = -1.0
+    for i in range(ins.tier_count[n, d], 0, -1):  # floors from the top, then q_hi
+        if i == ins.tier_count[n, d]:
+            continue
+        c = base - floor[i] * (1.0 - 1e-9) / mark
+        if c <= lo or c >= q_hi:
+            continue
+        if health_after_nb(n, c, base, ref, side, hs, vol, sigma, marks, equity, ps, ins, cfg,
+                           rem, cross, margin_balance) > eps:
+            hi = c
+            break
+        lo = c
+    if hi < 0.0:
+        if health_after_nb(n, q_hi, base, ref, side, hs, vol, sigma, marks, equity, ps, ins,
+                           cfg, rem, cross, margin_balance) <= eps:
+            return -1.0
+        hi = q_hi
     for _ in range(60):
         mid = 0.5 * (lo + hi)
         if health_after_nb(n, mid, base, ref, side, hs, vol, sigma, marks, equity, ps, ins,
