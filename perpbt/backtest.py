@@ -134,21 +134,16 @@ def pack_instruments(insts: list[Instrument], market, venue_preset, lev: np.ndar
         tier_mmr=arrs["mmr"], tier_amt=arrs["amt"], max_notional=max_notional)
 
 
-def market_arrays(market, execution: "Execution | None" = None) -> MarketArrays:
-    """The market as engine arrays, plus the execution model's state ((0, N) when off)."""
+def market_arrays(market) -> MarketArrays:
+    """The market as engine arrays."""
     a = market.arrays
     # C-contiguous and writable: a read-only array (pandas 3 copy-on-write hands those out)
     # is another numba type and would compile the kernel a second time
     c = lambda k: np.require(a[k], np.float64, ["C", "W"])  # noqa: E731
-    high, low, volume = c("high"), c("low"), c("volume")
-    if execution is None:
-        exec_state = [np.zeros((0, market.n_symbols)) for _ in range(4)]
-    else:
-        exec_state = execution.state_arrays(high, low, volume, market.symbols)
     return MarketArrays(np.require(market.time_ms, np.int64, ["C", "W"]), c("open"),
-                        high, low, c("close"), volume, c("mark_open"),
+                        c("high"), c("low"), c("close"), c("volume"), c("mark_open"),
                         c("mark_high"), c("mark_low"), c("mark_close"), c("funding_rate"),
-                        np.require(a["funding_covered"], np.bool_, ["C", "W"]), *exec_state)
+                        np.require(a["funding_covered"], np.bool_, ["C", "W"]))
 
 
 def target_values(frame: pd.DataFrame, source: str, lev: np.ndarray, market,
@@ -241,8 +236,15 @@ def backtest(market, strategy_or_targets, *, venue: str = "binance", margin: str
                        participation=ones * (exe.participation if exe else 1.0),
                        impact_k=ones * (exe.impact_k if exe else 0.0),
                        stress=ones * (exe.stress if exe else 1.0),
-                       carry_orders=bool(exe and exe.remainder == "carry"))
-    mkt = market_arrays(market, exe)
+                       carry_orders=bool(exe and exe.remainder == "carry"),
+                       base_half_spread=(exe.half_spreads(market.symbols) if exe
+                                         else np.zeros(n_sym)),
+                       exec_span=float(exe.span if exe else 1.0),
+                       exec_window=int(exe.window if exe else 1),
+                       range_exponent=float(exe.range_exponent if exe else 0.0),
+                       thin_exponent=float(exe.thin_exponent if exe else 0.0),
+                       max_widening=float(exe.max_widening if exe else 1.0))
+    mkt = market_arrays(market)
     for scale in (1, 8, 64, 1024):
         buf = allocate_buffers(changes, mkt, not stats_only, insts,
                                margin_mode == MarginMode.cross, scale)

@@ -28,7 +28,7 @@ from typing import Mapping
 import numpy as np
 
 from perpbt import calibrated
-from perpbt.engine.execution import execution_state_nb
+from perpbt.engine.execution import quote_table_nb
 
 REMAINDERS = ("cancel", "carry")
 
@@ -52,13 +52,14 @@ class Execution:
     impact_k: float = 1.0
     participation: float = 0.1
     span: int = 20              # bars of the EWMs of range and volume
+    window: int = 80            # bars they look back (4 spans: older weights < 0.1 %)
     range_exponent: float = 1.0
     thin_exponent: float = 0.5
     max_widening: float = 20.0
     remainder: str = "cancel"
 
     def __post_init__(self) -> None:
-        for name in ("stress", "participation", "span", "max_widening"):
+        for name in ("stress", "participation", "span", "window", "max_widening"):
             value = getattr(self, name)
             if not (np.isfinite(value) and value > 0):
                 raise ValueError(f"Execution.{name} must be positive, got {value!r}")
@@ -88,12 +89,15 @@ class Execution:
         return np.array(out)
 
     def state_arrays(self, high: np.ndarray, low: np.ndarray, volume: np.ndarray, symbols):
-        """(hs_open, hs_in, sigma, typ_volume), each (T, N) (see engine/execution.py)."""
+        """Every bar's (hs_open, hs_in, sigma, typ_volume), each (T, N): what a fill at the
+        open / inside the bar would be quoted (engine/execution.py). For inspection and tests:
+        a run computes them only at its fills."""
         shape = high.shape
         arrays = [np.zeros(shape) for _ in range(4)]
-        execution_state_nb(high, low, volume, self.half_spreads(symbols), float(self.span),
-                           float(self.range_exponent), float(self.thin_exponent),
-                           float(self.max_widening), *arrays)
+        c = lambda a: np.ascontiguousarray(a, dtype=np.float64)  # noqa: E731
+        quote_table_nb(c(high), c(low), c(volume), self.half_spreads(symbols),
+                       float(self.span), int(self.window), float(self.range_exponent),
+                       float(self.thin_exponent), float(self.max_widening), *arrays)
         return arrays
 
 

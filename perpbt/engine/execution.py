@@ -1,17 +1,21 @@
 """The execution model (DESIGN section 6): spread, square-root impact, participation cap, numba.
 
-Every quantity here is a fraction of price unless stated. Per bar t and symbol n the run
-precomputes, from bars up to t-1 only (no look-ahead at the open):
+Every quantity here is a fraction of price unless stated. At a fill in bar t of symbol n the
+model reads, from bars strictly before t (no look-ahead at the open):
 
-- ``range_ewm``: exponentially weighted mean of the log range ln(high / low), per bar;
+- ``range_ewm``: exponentially weighted mean (span ``span``) of the log range ln(high / low)
+  over the ``window`` bars before t (the average restarts there: weights beyond a window of
+  4 spans are below 0.1 %, and a fill costs O(window) instead of a pass over the history);
 - ``volume_ewm``: the same of the bar volume (base units);
-- ``hs_open[t]``: half spread of a fill at t's open = base * widening(range[t-1] / range_ewm,
-  volume_ewm / volume[t-1]);
-- ``hs_in[t]``: half spread of a stop or forced fill inside bar t, which may use bar t's own
-  range and volume: base * widening(range[t] / range_ewm, volume_ewm / volume[t]);
-- ``sigma[t]``: per-bar volatility for impact, Parkinson's range estimator
-  range_ewm / (2 sqrt(ln 2)); ``typ_volume[t]``: volume_ewm (the volume an order at the open
-  expects, since bar t's is not known yet).
+
+and then prices:
+
+- at t's open: half spread = base * widening(range[t-1] / range_ewm, volume_ewm / volume[t-1]);
+- inside bar t (stops, forced closes), which may use bar t's own range and volume:
+  base * widening(range[t] / range_ewm, volume_ewm / volume[t]);
+- per-bar volatility for impact, Parkinson's range estimator range_ewm / (2 sqrt(ln 2)), and
+  the volume an order at the open expects, volume_ewm (bar t's is not known yet); a fill
+  inside bar t uses bar t's volume.
 
 widening(r, h) = min(max_widening, max(r, 1) ** range_exponent * max(h, 1) ** thin_exponent):
 1 in an ordinary bar, growing with an unusually wide bar and with thinness. A forced close
@@ -20,6 +24,8 @@ multiplies the half spread by ``stress``. Impact of q base units against volume 
 ref * (1 + half spread + impact), a sell at ref * (1 - half spread - impact).
 At most ``participation * volume[t]`` base units of a symbol fill in bar t (the bar's volume
 is what traded while the order worked: a stated convention).
+Nothing is precomputed: the model costs only at fills, so a run with it on costs about what a
+frictionless run costs.
 """
 
 from __future__ import annotations
@@ -38,41 +44,53 @@ def widening_nb(range_ratio, thinness, range_exponent, thin_exponent, max_wideni
 
 
 @jit_nb
-def execution_state_nb(high, low, volume, base_half_spread, span, range_exponent,
-                       thin_exponent, max_widening, hs_open, hs_in, sigma, typ_volume):
-    """Fill the (T, N) arrays hs_open, hs_in, sigma and typ_volume (see the module notes).
-
-    Bar 0 has no history: its state is that of an ordinary bar (widening 1) with its own
-    range as the recent range, and typical volume = its volume.
-    """
-    n_bars, n_sym = high.shape
+def recent_state_nb(t, n, high, low, volume, span, window):
+    """(range_ewm, volume_ewm) of symbol n over the ``window`` bars before t (bar 0: its own)."""
     alpha = 2.0 / (span + 1.0)
+    j0 = max(t - window, 0)
+    r_ewm = np.log(high[j0, n] / low[j0, n])
+    v_ewm = volume[j0, n]
+    for j in range(j0 + 1, t):
+        r_ewm += alpha * (np.log(high[j, n] / low[j, n]) - r_ewm)
+        v_ewm += alpha * (volume[j, n] - v_ewm)
+    return r_ewm, v_ewm
+
+
+@jit_nb
+def quote_nb(t, n, inside, high, low, volume, base, span, window, range_exponent,
+             thin_exponent, max_widening):
+    """(half spread, sigma, impact volume) of a fill of symbol n in bar t: at the open
+    (``inside`` False: state before t) or inside the bar (may use bar t's range and volume)."""
+    r_ewm, v_ewm = recent_state_nb(t, n, high, low, volume, span, window)
+    k = t if inside else max(t - 1, 0)
+    rng = np.log(high[k, n] / low[k, n])
+    vol = volume[k, n]
+    ratio = rng / r_ewm if r_ewm > 0.0 else 1.0
+    thin = v_ewm / vol if vol > 0.0 else max_widening
+    hs = base * widening_nb(ratio, thin, range_exponent, thin_exponent, max_widening)
+    return hs, PARKINSON * r_ewm, volume[t, n] if inside else v_ewm
+
+
+@jit_nb
+def quote_cfg_nb(t, n, inside, mkt, cfg):
+    """quote_nb with the run's parameters (cfg) on the market arrays (mkt)."""
+    return quote_nb(t, n, inside, mkt.high, mkt.low, mkt.volume, cfg.base_half_spread[n],
+                    cfg.exec_span, cfg.exec_window, cfg.range_exponent, cfg.thin_exponent,
+                    cfg.max_widening)
+
+
+@jit_nb
+def quote_table_nb(high, low, volume, base, span, window, range_exponent, thin_exponent,
+                   max_widening, hs_open, hs_in, sigma, typ_volume):
+    """Every bar's quotes as (T, N) arrays (for inspection and tests; the run never calls it)."""
+    n_bars, n_sym = high.shape
     for n in range(n_sym):
-        base = base_half_spread[n]
-        rng0 = np.log(high[0, n] / low[0, n])
-        r_ewm = rng0
-        v_ewm = volume[0, n]
-        prev_range = rng0
-        prev_volume = volume[0, n]
         for t in range(n_bars):
-            rng = np.log(high[t, n] / low[t, n])
-            vol = volume[t, n]
-            # state known at t's open: EWMs up to t-1 and bar t-1 itself
-            ratio_open = prev_range / r_ewm if r_ewm > 0.0 else 1.0
-            thin_open = v_ewm / prev_volume if prev_volume > 0.0 else max_widening
-            hs_open[t, n] = base * widening_nb(ratio_open, thin_open, range_exponent,
-                                               thin_exponent, max_widening)
-            ratio_in = rng / r_ewm if r_ewm > 0.0 else 1.0
-            thin_in = v_ewm / vol if vol > 0.0 else max_widening
-            hs_in[t, n] = base * widening_nb(ratio_in, thin_in, range_exponent, thin_exponent,
-                                             max_widening)
-            sigma[t, n] = PARKINSON * r_ewm
-            typ_volume[t, n] = v_ewm
-            if t > 0:
-                r_ewm += alpha * (rng - r_ewm)
-                v_ewm += alpha * (vol - v_ewm)
-            prev_range = rng
-            prev_volume = vol
+            hs_open[t, n], sigma[t, n], typ_volume[t, n] = quote_nb(
+                t, n, False, high, low, volume, base[n], span, window, range_exponent,
+                thin_exponent, max_widening)
+            hs_in[t, n], _, _ = quote_nb(t, n, True, high, low, volume, base[n], span, window,
+                                         range_exponent, thin_exponent, max_widening)
 
 
 @jit_nb(inline="always")

@@ -37,7 +37,8 @@ from __future__ import annotations
 
 import numpy as np
 from perpbt._jit import jit_nb
-from perpbt.engine.execution import cap_left_nb, fill_price_nb, qty_within_limit_nb
+from perpbt.engine.execution import (cap_left_nb, fill_price_nb, qty_within_limit_nb,
+                                     quote_cfg_nb)
 from perpbt.engine.fills import reduce_position_nb
 from perpbt.engine.records import write_liq_nb
 from perpbt.engine.requirements import is_cross_nb, position_requirement_nb, upnl_nb
@@ -56,9 +57,9 @@ def forced_quote_nb(t, n, s, qty_abs, order_sign, ref, stress, mkt, ps, cfg):
     if not cfg.exec_on:
         return np.inf, 0.0, 1.0, 0.0
     avail = cap_left_nb(t, n, mkt.volume, cfg.participation, ps.cap_bar, ps.cap_used)
-    if s == 0.0:  # at the open: nothing of bar t is known yet
-        return avail, mkt.hs_open[t, n] * stress, mkt.typ_volume[t, n], mkt.sigma[t, n]
-    return avail, mkt.hs_in[t, n] * stress, mkt.volume[t, n], mkt.sigma[t, n]
+    # at the open nothing of bar t is known yet; inside it its range and volume are
+    hs, sigma, vol = quote_cfg_nb(t, n, s > 0.0, mkt, cfg)
+    return avail, hs * stress, vol, sigma
 
 
 @jit_nb

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 from perpbt._jit import jit_nb
-from perpbt.engine.execution import cap_left_nb, fill_price_nb
+from perpbt.engine.execution import cap_left_nb, fill_price_nb, quote_cfg_nb
 from perpbt.engine.fills import reduce_position_nb
 from perpbt.engine.forced import liquidate_policy_nb
 from perpbt.engine.liquidation import (liquidate_cross_nb, liquidate_isolated_nb,
@@ -174,11 +174,8 @@ def exit_fill_nb(t, n, s, ref, reason, mkt, ps, ins, cfg, acct, cnt, buf):
     if cfg.exec_on:
         avail = cap_left_nb(t, n, mkt.volume, cfg.participation, ps.cap_bar, ps.cap_used)
         q = min(q_abs, avail)
-        if s == 0.0:
-            hs, vol = mkt.hs_open[t, n], mkt.typ_volume[t, n]
-        else:
-            hs, vol = mkt.hs_in[t, n], mkt.volume[t, n]
-        price = fill_price_nb(ref, -side, hs, q, vol, mkt.sigma[t, n], cfg.impact_k[n])
+        hs, sigma, vol = quote_cfg_nb(t, n, s > 0.0, mkt, cfg)
+        price = fill_price_nb(ref, -side, hs, q, vol, sigma, cfg.impact_k[n])
         ps.cap_used[n] += q
     if q > 0.0:
         reduce_position_nb(n, q, price, ins.taker_fee[n], reason, t, s, ps, cfg, acct, cnt, buf)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 from perpbt._jit import jit_nb
-from perpbt.engine.execution import cap_left_nb, fill_price_nb
+from perpbt.engine.execution import cap_left_nb, fill_price_nb, quote_cfg_nb
 from perpbt.engine.fills import increase_position_nb, reduce_position_nb
 from perpbt.engine.records import write_order_nb
 from perpbt.engine.requirements import is_cross_nb, sum_margin_nb
@@ -94,8 +94,8 @@ def open_fill_nb(t, n, qty_abs, order_sign, mkt, ps, cfg):
         return qty_abs, price
     avail = cap_left_nb(t, n, mkt.volume, cfg.participation, ps.cap_bar, ps.cap_used)
     q = min(qty_abs, avail)
-    price = fill_price_nb(price, order_sign, mkt.hs_open[t, n], q, mkt.typ_volume[t, n],
-                          mkt.sigma[t, n], cfg.impact_k[n])
+    hs, sigma, vol = quote_cfg_nb(t, n, False, mkt, cfg)
+    price = fill_price_nb(price, order_sign, hs, q, vol, sigma, cfg.impact_k[n])
     ps.cap_used[n] += q
     return q, price
 
@@ -152,8 +152,8 @@ def execute_orders_nb(t, targets, mkt, ps, ins, cfg, acct, cnt, buf, want, has_o
         side = 1.0 if w > 0 else -1.0
         requested = abs(w) - abs(q)
         if cfg.exec_on:  # size the caps with the price the order will pay
-            price = fill_price_nb(price, side, mkt.hs_open[t, n], requested,
-                                  mkt.typ_volume[t, n], mkt.sigma[t, n], cfg.impact_k[n])
+            hs, sigma, vol = quote_cfg_nb(t, n, False, mkt, cfg)
+            price = fill_price_nb(price, side, hs, requested, vol, sigma, cfg.impact_k[n])
         add_abs, status = _capped_increase_nb(t, n, requested, price, mkt, ps, ins, cfg, acct)
         add_abs = round_to_lot_nb(add_abs, ins.lot_size[n])
         if add_abs <= 0.0:

@@ -24,11 +24,6 @@ class MarketArrays(NamedTuple):
     mark_close: np.ndarray
     funding_rate: np.ndarray   # NaN = no settlement on this bar
     funding_covered: np.ndarray  # (T, N) bool
-    # execution model state (engine/execution.py); shape (0, N) when the model is off
-    hs_open: np.ndarray        # half spread of a fill at t's open (fraction), data <= t-1
-    hs_in: np.ndarray          # half spread of a stop/forced fill inside t (may use bar t)
-    sigma: np.ndarray          # per-bar volatility for impact (fraction), data <= t-1
-    typ_volume: np.ndarray     # typical bar volume (base units), data <= t-1
 
 
 class InstrumentArrays(NamedTuple):
@@ -63,6 +58,12 @@ class EngineConfig(NamedTuple):
     impact_k: np.ndarray       # (N,) square-root impact constant
     stress: np.ndarray         # (N,) half-spread multiplier of forced (liquidation) orders
     carry_orders: bool         # a normal order's unfilled remainder carries to later opens
+    base_half_spread: np.ndarray  # (N,) fraction of price (engine/execution.py)
+    exec_span: float           # span of the range and volume EWMs, bars
+    exec_window: int           # bars the EWMs look back
+    range_exponent: float
+    thin_exponent: float
+    max_widening: float
 
 
 class PositionState(NamedTuple):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 from perpbt._jit import jit_nb
-from perpbt.engine.execution import cap_left_nb, fill_price_nb
+from perpbt.engine.execution import cap_left_nb, fill_price_nb, quote_cfg_nb
 from perpbt.engine.fills import reduce_position_nb
 from perpbt.engine.forced import continue_forced_nb
 from perpbt.engine.state import C_LIQ_ACTIVE, C_WORKING
@@ -33,8 +33,8 @@ def continue_exits_nb(t, mkt, ps, ins, cfg, acct, cnt, buf):
         avail = cap_left_nb(t, n, mkt.volume, cfg.participation, ps.cap_bar, ps.cap_used)
         q = min(q_abs, avail)
         if q > 0.0:
-            price = fill_price_nb(mkt.open[t, n], -side, mkt.hs_open[t, n], q,
-                                  mkt.typ_volume[t, n], mkt.sigma[t, n], cfg.impact_k[n])
+            hs, sigma, vol = quote_cfg_nb(t, n, False, mkt, cfg)
+            price = fill_price_nb(mkt.open[t, n], -side, hs, q, vol, sigma, cfg.impact_k[n])
             ps.cap_used[n] += q
             reduce_position_nb(n, q, price, ins.taker_fee[n], reason, t, 0.0, ps, cfg, acct, cnt,
                                buf)
