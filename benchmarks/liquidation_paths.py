@@ -117,9 +117,10 @@ def main(argv=None) -> None:
                   f"{' (mark = last)' if timeframe == '5m' else ' (mark klines)'}, "
                   f"notional {notional:,.0f} USDT (isolated margin {notional / 25:,.0f})")
             print(policy_table(m, inst, notional).to_string())
-        thin = pb.Execution(participation=0.01)
+        thin = pb.Execution(participation=0.01, remainder="carry")
         print(f"\nthe same 5,000,000 USDT long on {timeframe} bars in a thin book (1 % "
-              f"participation: forced orders take longer, the IOC and tier steps fill less)")
+              f"participation; the entry order carries until filled; forced orders take "
+              f"longer, the IOC and tier steps fill less)")
         print(policy_table(m, inst, 5_000_000.0, thin).to_string())
     if not args.skip_speed:
         s = speed_cost(args.bars, args.repeat)

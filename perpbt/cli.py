@@ -287,6 +287,16 @@ def run(
         FundingMode.strict, "--funding",
         help="strict: a position open where funding data is missing is an error; zero: "
              "such bars pay no funding."),
+    liquidation: Optional[str] = typer.Option(
+        None, "--liquidation",
+        help="Liquidation policy: takeover (at the bankruptcy price), ioc (one order at the "
+             "bankruptcy price, stops once compliant), tiered (tier-by-tier steps), multibar "
+             "(sold over bars). Default: the venue's own (binance ioc, bybit/okx tiered)."),
+    execution: bool = typer.Option(
+        False, "--execution/--frictionless",
+        help="Execution model: calibrated half spread widened by range and thinness, stress "
+             "on forced orders, square-root impact, 10 % participation cap (pb.Execution()). "
+             "Default: frictionless fills at the open / the stop level."),
 ) -> None:
     """Backtest one strategy and print its stats (fractions, not percent; money in quote)."""
     margin = margin.strip().lower()
@@ -318,7 +328,8 @@ def run(
         with err.status("backtesting (the first run compiles the engine, about a minute)"):
             res = perpbt.backtest(market, strat, venue=venue, margin=margin, leverage=leverage,
                                   initial_capital=capital, stop=stop, take=take,
-                                  intrabar=intrabar.value, funding=funding.value)
+                                  intrabar=intrabar.value, funding=funding.value,
+                                  liquidation=liquidation, execution=execution)
     except (ValueError, KeyError, FileNotFoundError, NotImplementedError) as exc:
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         err.print(f"[red]error:[/red] {message}", highlight=False)
@@ -328,7 +339,9 @@ def run(
     out = Console(soft_wrap=False)
     out.print(f"{strat!r}", highlight=False)
     out.print(f"{venue}, {margin} margin, leverage {leverage:g}x, capital {capital:,.2f}"
-              + (f", stop {stop:g}" if stop else "") + (f", take {take:g}" if take else ""),
+              + (f", stop {stop:g}" if stop else "") + (f", take {take:g}" if take else "")
+              + (f", liquidation {liquidation}" if liquidation else "")
+              + (", execution model on" if execution else ""),
               highlight=False)
     names = ", ".join(market.symbols[:6]) + (", ..." if market.n_symbols > 6 else "")
     out.print(f"{_plural(market.n_symbols, 'symbol')} ({names}) x {market.n_bars:,} "

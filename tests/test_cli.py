@@ -203,3 +203,16 @@ def test_unknown_scenario_is_a_clear_error():
     result = invoke("run", "ma_cross", "--scenario", "flash_crsh")
     assert result.exit_code == 2
     assert "flash_crash" in text(result)
+
+
+def test_liquidation_policy_and_execution_model_options():
+    # a 20x MA cross through the flash crash: the policy and the model reach the engine
+    # (the multibar run with the model on liquidates at least once and says so)
+    res = invoke("run", "ma_cross", "--scenario", "flash_crash", "--leverage", "20",
+                 "--liquidation", "multibar", "--execution")
+    assert res.exit_code == 0, res.output
+    assert "liquidation multibar" in text(res) and "execution model on" in text(res)
+    assert re.search(r"\b[1-9]\d* liquidations?\b", text(res))
+    bad = invoke("run", "ma_cross", "--liquidation", "iocc")
+    assert bad.exit_code == 1
+    assert "liquidation='iocc' is not one of" in text(bad)
