@@ -10,9 +10,9 @@ from perpbt.execution import Execution
 from perpbt.instruments import Instrument, TierTable, load_tiers
 from perpbt.market import Market
 from perpbt.result import Result
-from perpbt.risk import StopLoss, TakeProfit
+from perpbt.risk import BreakEven, StopLoss, TakeProfit, TimeStop
 from perpbt.strategy import Strategy, Targets
 
 __all__ = ["backtest", "data", "margin", "Execution", "Instrument", "TierTable", "load_tiers", "Market",
-           "Result", "StopLoss", "TakeProfit", "Strategy", "Targets"]
+           "Result", "StopLoss", "TakeProfit", "BreakEven", "TimeStop", "Strategy", "Targets"]
 __version__ = "0.1.0"

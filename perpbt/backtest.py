@@ -23,7 +23,7 @@ from perpbt.enums import (ErrorCode, FundingMode, Intrabar, LiqPolicy, MarginMod
 from perpbt.execution import Execution, resolve_execution
 from perpbt.instruments import Instrument
 from perpbt.result import Result
-from perpbt.risk import StopLoss, TakeProfit, exit_rule_arrays
+from perpbt.risk import TakeProfit, exit_rule_arrays, stop_rules
 from perpbt.strategy import Strategy, Targets
 from perpbt.venues import get_venue, instrument_for
 
@@ -192,7 +192,7 @@ def allocate_buffers(changes: int, mkt: MarketArrays, record_bars: bool, insts: 
 
 def backtest(market, strategy_or_targets, *, venue: str = "binance", margin: str = "isolated",
              leverage: "float | Mapping[str, float]" = 10, initial_capital: float = 10_000.0,
-             stop: "StopLoss | float | None" = None, take: "TakeProfit | float | None" = None,
+             stop: "StopLoss | BreakEven | TimeStop | float | list | None" = None, take: "TakeProfit | float | None" = None,
              intrabar: str = "pessimistic", stats_only: bool = False, funding: str = "strict",
              liquidation: str | None = None, execution: "Execution | bool | None" = None,
              instruments: Mapping[str, Instrument] | None = None) -> Result:
@@ -221,7 +221,7 @@ def backtest(market, strategy_or_targets, *, venue: str = "binance", margin: str
     values, changes = target_values(targets, source, lev, market, margin_mode)
     insts = resolve_instruments(market, venue, instruments)
     ins = pack_instruments(insts, market, preset, lev)
-    stop_pct, stop_trig = exit_rule_arrays(stop, StopLoss, market.n_symbols)
+    stops = stop_rules(stop, market)
     take_pct, take_trig = exit_rule_arrays(take, TakeProfit, market.n_symbols)
     exe = resolve_execution(execution)
     n_sym = market.n_symbols
@@ -230,7 +230,8 @@ def backtest(market, strategy_or_targets, *, venue: str = "binance", margin: str
                        liq_policy=policy, intrabar=parse_enum(Intrabar, intrabar, "intrabar"),
                        funding_mode=parse_enum(FundingMode, funding, "funding"),
                        initial_capital=float(initial_capital), leverage=lev,
-                       stop_pct=stop_pct, stop_trigger=stop_trig, take_pct=take_pct,
+                       stop_pct=stops["stop_pct"], stop_trigger=stops["stop_trigger"],
+                       take_pct=take_pct,
                        take_trigger=take_trig, record_bars=not stats_only,
                        exec_on=exe is not None,
                        participation=ones * (exe.participation if exe else 1.0),
@@ -243,7 +244,10 @@ def backtest(market, strategy_or_targets, *, venue: str = "binance", margin: str
                        exec_window=int(exe.window if exe else 1),
                        range_exponent=float(exe.range_exponent if exe else 0.0),
                        thin_exponent=float(exe.thin_exponent if exe else 0.0),
-                       max_widening=float(exe.max_widening if exe else 1.0))
+                       max_widening=float(exe.max_widening if exe else 1.0),
+                       stop_dist_t=stops["stop_dist_t"], trail=stops["trail"],
+                       breakeven=stops["breakeven"], time_stop=stops["time_stop"],
+                       dyn_stops=bool(stops["trail"] or np.isfinite(stops["breakeven"]).any()))
     mkt = market_arrays(market)
     for scale in (1, 8, 64, 1024):
         buf = allocate_buffers(changes, mkt, not stats_only, insts,

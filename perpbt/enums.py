@@ -52,6 +52,7 @@ class _FillReason(NamedTuple):
     stop_loss: int = 1
     take_profit: int = 2
     liquidation: int = 3
+    time_stop: int = 4  # a time stop's exit at the open
 
 
 FillReason = _FillReason()

@@ -18,15 +18,56 @@ from perpbt.engine.state import A_WALLET
 
 
 @jit_nb
-def set_exit_levels_nb(n, ps, cfg, buf):
-    """Stop and take-profit levels from the average entry price (fractions of it)."""
+def stop_level_at_nb(n, best, ps, cfg):
+    """The stop level of symbol n given the best price since entry: the distance from the
+    entry (trailing: from ``best``), moved to the entry once the break-even move is reached."""
+    side = 1.0 if ps.qty[n] > 0 else -1.0
+    entry = ps.entry[n]
+    d = ps.stop_dist[n]
+    level = np.nan
+    if not np.isnan(d):
+        level = (best if cfg.trail else entry) - side * d
+    be = cfg.breakeven[n]
+    if not np.isnan(be) and side * (best - entry) >= be * entry:
+        if np.isnan(level) or side * (entry - level) > 0.0:
+            level = entry
+    return level
+
+
+@jit_nb
+def stop_level_nb(n, ps, cfg):
+    return stop_level_at_nb(n, ps.best[n], ps, cfg)
+
+
+@jit_nb
+def advance_best_nb(n, price, ps, cfg):
+    """A new best price since entry moves trailing and break-even stops; True if it did."""
+    side = 1.0 if ps.qty[n] > 0 else -1.0
+    if not side * (price - ps.best[n]) > 0.0:
+        return False
+    ps.best[n] = price
+    if ps.exit_work[n] >= 0 or ps.liq_rec[n] >= 0:
+        return False  # an exit or a forced close is already working: no level any more
+    old = ps.stop_level[n]
+    ps.stop_level[n] = stop_level_nb(n, ps, cfg)
+    return not (ps.stop_level[n] == old)
+
+
+@jit_nb
+def set_exit_levels_nb(n, bar, ps, cfg, buf):
+    """Stop and take-profit levels after a fill at ``bar``: the stop distance is a fraction
+    of the average entry, or the ATR distance of the fill bar (known at t-1's close)."""
     q = ps.qty[n]
     if q == 0.0:
         ps.stop_level[n] = np.nan
         ps.take_level[n] = np.nan
         return
     side = 1.0 if q > 0 else -1.0
-    ps.stop_level[n] = ps.entry[n] * (1.0 - side * cfg.stop_pct[n])  # NaN pct -> NaN level
+    if cfg.stop_dist_t.shape[0] > 0:
+        ps.stop_dist[n] = cfg.stop_dist_t[bar, n]
+    else:
+        ps.stop_dist[n] = ps.entry[n] * cfg.stop_pct[n]  # NaN pct -> no stop
+    ps.stop_level[n] = stop_level_nb(n, ps, cfg)
     ps.take_level[n] = ps.entry[n] * (1.0 + side * cfg.take_pct[n])
     tid = ps.trade_id[n]
     if tid >= 0:
@@ -76,7 +117,8 @@ def reduce_position_nb(n, closed_abs, price, fee_rate, reason, bar, s, ps, cfg, 
             finish_trade_nb(buf, tid, bar, reason, 0)
         ps.min_dist[n] = np.inf
         ps.trade_id[n] = -1
-    set_exit_levels_nb(n, ps, cfg, buf)
+        ps.entry_bar[n] = -1
+    set_exit_levels_nb(n, bar, ps, cfg, buf)
     return realized
 
 
@@ -91,6 +133,8 @@ def increase_position_nb(n, add_signed, price, fee_rate, reason, bar, s, ps, cfg
     if q == 0.0:
         tid = open_trade_nb(buf, cnt, n, side, bar)
         ps.trade_id[n] = tid
+        ps.entry_bar[n] = bar
+        ps.best[n] = price
     new_abs = abs(q) + add_abs
     ps.entry[n] = (abs(q) * ps.entry[n] + add_abs * price) / new_abs
     ps.qty[n] = q + add_signed
@@ -107,4 +151,4 @@ def increase_position_nb(n, add_signed, price, fee_rate, reason, bar, s, ps, cfg
     write_fill_nb(buf, cnt, bar, n, s, add_signed, price, fee, 0.0, reason, 0, tid, ps.qty[n])
     add_to_trade_nb(buf, tid, new_abs, add_abs, price, fee)
     buf.trades[tid]["entry_price"] = ps.entry[n]
-    set_exit_levels_nb(n, ps, cfg, buf)
+    set_exit_levels_nb(n, bar, ps, cfg, buf)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 from perpbt._jit import jit_nb
 from perpbt.engine.execution import cap_left_nb, fill_price_nb, quote_cfg_nb
-from perpbt.engine.fills import reduce_position_nb
+from perpbt.engine.fills import advance_best_nb, reduce_position_nb
 from perpbt.engine.forced import liquidate_policy_nb
 from perpbt.engine.liquidation import (liquidate_cross_nb, liquidate_isolated_nb,
                                        refresh_liq_prices_nb)
@@ -235,6 +235,11 @@ def walk_nb(t, s_from, s_to, mkt, ps, ins, cfg, acct, cnt, buf, scratch):
                         px = price_at_nb(last_path, n, s)
                     best_s, best_kind, best_n, best_price = s, kind, n, px
         if best_kind == EV_NONE:
+            if cfg.dyn_stops:  # trailing / break-even levels move at segment ends
+                stop_path = mark_path if cfg.stop_trigger == PriceTrigger.mark else last_path
+                for n in range(n_sym):
+                    if ps.qty[n] != 0.0:
+                        advance_best_nb(n, price_at_nb(stop_path, n, s_end), ps, cfg)
             if s_end >= s_to:
                 break
             s_cur = s_end

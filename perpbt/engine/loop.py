@@ -14,7 +14,8 @@ from perpbt._jit import jit_nb
 from perpbt.engine.funding import settle_funding_nb
 from perpbt.engine.intrabar import build_path_nb, walk_nb
 from perpbt.engine.liquidation import refresh_liq_prices_nb
-from perpbt.engine.orders import execute_orders_nb
+from perpbt.engine.fills import advance_best_nb, stop_level_at_nb
+from perpbt.engine.orders import execute_orders_nb, time_stops_nb
 from perpbt.engine.requirements import requirement_nb
 from perpbt.engine.state import (A_BUST, A_EQUITY_OPEN, A_WALLET, C_BUST_BAR, C_ERROR,
                                  C_LIQ_ACTIVE, C_STATES, C_TIER_CHANGES, C_WORKING)
@@ -268,6 +269,46 @@ def record_bar_nb(t, qty, entry, margin, liq_price, liq_price_fees, states, cnt)
 
 
 @jit_nb
+def dyn_may_fire_nb(t, mkt, ps, cfg):
+    """Can a trailing or break-even stop fire in bar t? Its level may rise within the bar up
+    to what the bar's favourable extreme implies: check the adverse extreme against that."""
+    on_mark = cfg.stop_trigger == PriceTrigger.mark
+    for n in range(ps.qty.shape[0]):
+        q = ps.qty[n]
+        if q == 0.0 or ps.exit_work[n] >= 0 or ps.liq_rec[n] >= 0:
+            continue
+        hi = mkt.mark_high[t, n] if on_mark else mkt.high[t, n]
+        lo = mkt.mark_low[t, n] if on_mark else mkt.low[t, n]
+        if q > 0:
+            level = stop_level_at_nb(n, max(ps.best[n], hi), ps, cfg)
+            if level >= lo:
+                return True
+        else:
+            level = stop_level_at_nb(n, min(ps.best[n], lo), ps, cfg)
+            if level <= hi:
+                return True
+    return False
+
+
+@jit_nb
+def dyn_after_bar_nb(t, mkt, ps, cfg):
+    """After bar t: the best price since entry takes the bar's favourable extreme (the walk
+    already moved the levels at its segment ends); True if a level moved."""
+    on_mark = cfg.stop_trigger == PriceTrigger.mark
+    moved = False
+    for n in range(ps.qty.shape[0]):
+        q = ps.qty[n]
+        if q == 0.0:
+            continue
+        if q > 0:
+            fav = mkt.mark_high[t, n] if on_mark else mkt.high[t, n]
+        else:
+            fav = mkt.mark_low[t, n] if on_mark else mkt.low[t, n]
+        moved |= advance_best_nb(n, fav, ps, cfg)
+    return moved
+
+
+@jit_nb
 def next_switch_nb(ps, ins):
     """Earliest date at which any symbol's next dated tier table takes over."""
     earliest = np.iinfo(np.int64).max
@@ -339,6 +380,10 @@ def run_nb(mkt, ins, cfg, targets, ps, acct, cnt, buf, scratch):
     next_switch = next_switch_nb(ps, ins)
     bands = scratch.bands
     bands_ok = False  # the quiet bands describe the current positions
+    has_time_stops = False
+    for n in range(qty.shape[0]):
+        if cfg.time_stop[n] >= 0:
+            has_time_stops = True
     for t in range(n_bars):
         dirty = False
         changed = False
@@ -357,6 +402,9 @@ def run_nb(mkt, ins, cfg, targets, ps, acct, cnt, buf, scratch):
                     return
             if cnt[C_WORKING] > 0 and work_at_open_nb(t, mkt, ps, ins, cfg, acct, cnt, buf):
                 dirty = True  # carried exits and forced closes filled at the open
+                count_working_nb(ps, cnt)
+            if has_time_stops and time_stops_nb(t, mkt, ps, ins, cfg, acct, cnt, buf):
+                dirty = True
                 count_working_nb(ps, cnt)
             if dirty or (cross and n_open > 1):
                 refresh_liq_prices_nb(m_o[t], ps, ins, cfg, acct[A_WALLET])
@@ -401,11 +449,16 @@ def run_nb(mkt, ins, cfg, targets, ps, acct, cnt, buf, scratch):
                 fire = may_fire_nb(t, lo, hi, m_lo, m_hi, qty, entry, liq, stops, takes, table,
                                    floor, mmr, amt, count, taker, cfg.venue, cross,
                                    acct[A_WALLET], stop_on_mark, take_on_mark, cross_live)
+            if cfg.dyn_stops and not fire and dyn_may_fire_nb(t, mkt, ps, cfg):
+                fire = True  # a trailing / break-even level may rise into the bar's range
+                quiet = False
             if fire and fire_events_nb(t, 3.0, mkt, ps, ins, cfg, acct, cnt, buf, scratch):
                 changed = True
                 quiet = bands_ok = False
                 n_open = count_open_nb(qty)
                 count_working_nb(ps, cnt)
+            if cfg.dyn_stops and n_open > 0 and dyn_after_bar_nb(t, mkt, ps, cfg):
+                bands_ok = False
             if cross and n_open > 1:
                 # the others' marks moved: each cross liquidation price depends on them
                 refresh_liq_prices_nb(m_c[t], ps, ins, cfg, acct[A_WALLET])

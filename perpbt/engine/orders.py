@@ -20,7 +20,7 @@ from perpbt.engine.execution import cap_left_nb, fill_price_nb, quote_cfg_nb
 from perpbt.engine.fills import increase_position_nb, reduce_position_nb
 from perpbt.engine.records import write_order_nb
 from perpbt.engine.requirements import is_cross_nb, sum_margin_nb
-from perpbt.engine.state import A_BUST, A_EQUITY_OPEN, A_WALLET, C_LIQ_ACTIVE
+from perpbt.engine.state import A_BUST, A_EQUITY_OPEN, A_WALLET, C_LIQ_ACTIVE, C_STOPS
 from perpbt.enums import FillReason, OrderStatus
 
 
@@ -175,6 +175,31 @@ def execute_orders_nb(t, targets, mkt, ps, ins, cfg, acct, cnt, buf, want, has_o
                              0.0, ps, cfg, acct, cnt, buf)
         changed = True
     return changed
+
+
+@jit_nb
+def time_stops_nb(t, mkt, ps, ins, cfg, acct, cnt, buf):
+    """Positions held ``time_stop`` bars since their entry bar exit at t's open (the rest,
+    if the participation cap binds, keeps working at the next opens); True if any did."""
+    any_exit = False
+    for n in range(ps.qty.shape[0]):
+        q = ps.qty[n]
+        limit = cfg.time_stop[n]
+        if (q == 0.0 or limit < 0 or ps.entry_bar[n] < 0 or t - ps.entry_bar[n] < limit
+                or ps.liq_rec[n] >= 0 or ps.exit_work[n] >= 0):
+            continue
+        side = 1.0 if q > 0 else -1.0
+        filled, price = open_fill_nb(t, n, abs(q), -side, mkt, ps, cfg)
+        if filled > 0.0:
+            reduce_position_nb(n, filled, price, ins.taker_fee[n], FillReason.time_stop, t,
+                               0.0, ps, cfg, acct, cnt, buf)
+            any_exit = True
+        if ps.qty[n] != 0.0:
+            ps.exit_work[n] = FillReason.time_stop
+            ps.stop_level[n] = np.nan
+            ps.take_level[n] = np.nan
+        cnt[C_STOPS] += 1
+    return any_exit
 
 
 @jit_nb

@@ -64,6 +64,12 @@ class EngineConfig(NamedTuple):
     range_exponent: float
     thin_exponent: float
     max_widening: float
+    stop_dist_t: np.ndarray    # (T, N) stop distance in price per fill bar (ATR rules) or (0, N)
+    trail: bool                # the stop trails the best price since entry
+    breakeven: np.ndarray      # (N,) favourable move (fraction of entry) that moves the stop
+                               # to the entry price; NaN = none
+    time_stop: np.ndarray      # (N,) int64 bars after the entry bar to exit at the open; -1 none
+    dyn_stops: bool            # trail or break-even: levels move at segment ends
 
 
 class PositionState(NamedTuple):
@@ -87,6 +93,9 @@ class PositionState(NamedTuple):
     liq_rec: np.ndarray        # (N,) int64 liquidation record of a multibar close, -1 none
     liq_bp: np.ndarray         # (N,) its bankruptcy price
     partial_bar: np.ndarray    # (N,) int64 bar of the last partial (ioc) liquidation, -1 none
+    best: np.ndarray           # (N,) best price since entry on the stop's trigger series
+    stop_dist: np.ndarray      # (N,) stop distance in price (NaN = none), set at each fill
+    entry_bar: np.ndarray      # (N,) int64 bar the open trade started
 
 
 class Buffers(NamedTuple):
@@ -171,4 +180,5 @@ def new_position_state(n_symbols: int) -> PositionState:
                          np.full(n_symbols, -1, dtype=np.int64), f(), nan(),
                          np.full(n_symbols, -1, dtype=np.int64),
                          np.full(n_symbols, -1, dtype=np.int64), f(),
+                         np.full(n_symbols, -1, dtype=np.int64), nan(), nan(),
                          np.full(n_symbols, -1, dtype=np.int64))
