@@ -6,13 +6,17 @@ margin and liquidation on the mark price, in one numba bar loop.
 
 from perpbt import data, margin
 from perpbt.backtest import backtest
+from perpbt.compare import Comparison, compare
+from perpbt.dask_executor import DaskExecutor
 from perpbt.execution import Execution
 from perpbt.instruments import Instrument, TierTable, load_tiers
 from perpbt.market import Market
 from perpbt.result import Result
 from perpbt.risk import BreakEven, StopLoss, TakeProfit, TimeStop
 from perpbt.strategy import Strategy, Targets
+from perpbt.sweep import ProcessExecutor, sweep
 
-__all__ = ["backtest", "data", "margin", "Execution", "Instrument", "TierTable", "load_tiers", "Market",
-           "Result", "StopLoss", "TakeProfit", "BreakEven", "TimeStop", "Strategy", "Targets"]
+__all__ = ["backtest", "data", "margin", "Execution", "Instrument", "TierTable", "load_tiers",
+           "Market", "Result", "StopLoss", "TakeProfit", "BreakEven", "TimeStop", "Strategy",
+           "Targets", "sweep", "ProcessExecutor", "compare", "Comparison", "DaskExecutor"]
 __version__ = "0.1.0"

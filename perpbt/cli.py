@@ -479,6 +479,347 @@ def suite_cmd(
         out_console.print(f"report: {report}", highlight=False)
 
 
+# ---------------------------------------------------------------------------- sweep / compare
+OUT_FORMATS = (".parquet", ".pq", ".csv", ".json")
+
+
+def split_list(items: Optional[List[str]], name: str, cast=str) -> list:
+    """Values from repeated and/or comma-separated options ("5,10" -> [5, 10])."""
+    out = []
+    for item in items or []:
+        for text in item.split(","):
+            text = text.strip()
+            if not text:
+                continue
+            try:
+                out.append(cast(text))
+            except ValueError:
+                raise typer.BadParameter(f"{text!r} is not a valid value", param_hint=name)
+    return out
+
+
+def _stop_value(text: str) -> "float | str":
+    return "none" if text.lower() == "none" else float(text)
+
+
+def parse_grid(items: list[str]) -> dict[str, list]:
+    """``["fast=6,12", "slow=48"]`` -> {"fast": [6, 12], "slow": [48]}."""
+    grid: dict[str, list] = {}
+    for item in items:
+        key, sep, values = item.partition("=")
+        key = key.strip()
+        parsed = [parse_value(v.strip()) for v in values.split(",") if v.strip()]
+        if not sep or not re.fullmatch(r"[A-Za-z_]\w*", key) or not parsed:
+            raise typer.BadParameter(f"expected key=v1,v2 (e.g. fast=6,12), got {item!r}",
+                                     param_hint="--grid")
+        grid.setdefault(key, []).extend(parsed)
+    return grid
+
+
+def check_out(out: Optional[Path], name: str = "--out") -> None:
+    if out is not None and out.suffix.lower() not in OUT_FORMATS:
+        raise typer.BadParameter(f"{out}: the suffix picks the format; use one of "
+                                 f"{list(OUT_FORMATS)}", param_hint=name)
+
+
+def write_frame(frame, out: Path) -> None:
+    """Parquet, CSV or JSON (records) by the suffix of ``out``."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    frame = frame.copy()
+    frame.attrs = {}
+    for col in frame.columns:  # StopLoss objects, leverage dicts ...: strings
+        if frame[col].dtype == object and frame[col].map(
+                lambda v: v is not None and not isinstance(v, (int, float, str, bool))).any():
+            frame[col] = frame[col].map(lambda v: None if v is None else str(v))
+    suffix = out.suffix.lower()
+    if suffix in (".parquet", ".pq"):
+        frame.to_parquet(out, index=False)
+    elif suffix == ".csv":
+        frame.to_csv(out, index=False)
+    else:
+        frame.to_json(out, orient="records", indent=1)
+
+
+def load_data(data: str, symbols, timeframe: str, since, until):
+    """``--data``: an existing CSV directory, else an embedded scenario name."""
+    path = Path(data).expanduser()
+    if path.is_dir():
+        return load_market(path, symbols, timeframe, since, until)
+    if "/" in data or "\\" in data:
+        raise typer.BadParameter(f"no directory {data!r}", param_hint="--data")
+    try:
+        return load_market(None, symbols, timeframe, since, until, scenario=data)
+    except typer.BadParameter as exc:
+        raise typer.BadParameter(f"{exc.message} (or give a CSV directory)",
+                                 param_hint="--data") from None
+
+
+def _load_data_or_exit(data, symbols, timeframe, since, until):
+    err = Console(stderr=True)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", perpbt.data.CoverageWarning)
+            market = load_data(data, split_symbols(symbols), timeframe, since, until)
+    except (ValueError, KeyError, FileNotFoundError) as exc:
+        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        err.print(f"[red]error:[/red] {message}", highlight=False, markup=True)
+        raise typer.Exit(1) from exc
+    for w in caught:
+        err.print(f"[yellow]warning:[/yellow] {w.message}", highlight=False)
+    return market
+
+
+def _choices(values: list[str], allowed, name: str) -> list[str]:
+    out = []
+    for v in values:
+        key = v.lower()
+        if key not in allowed:
+            close = difflib.get_close_matches(key, allowed, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise typer.BadParameter(f"unknown value {v!r}{hint}; choose from {list(allowed)}",
+                                     param_hint=name)
+        out.append(key)
+    return out
+
+
+DATA_HELP = ("An embedded scenario name (default, quiet_thin, flash_crash, squeeze, "
+             "mark_divergence, funding_regime) or a CSV directory "
+             "(<DIR>/<SYMBOL>/klines_<tf>.csv, mark_<tf>.csv, funding.csv).")
+
+
+@app.command("sweep")
+def sweep_cmd(
+    strategy: str = typer.Argument(
+        ..., help="A .py file with one pb.Strategy subclass (file.py:Class), or a name from "
+                  "./strategies or the checkout's strategies/ (e.g. ma_cross)."),
+    data: str = typer.Option("default", "--data", "-d", help=DATA_HELP),
+    grid: Optional[List[str]] = typer.Option(
+        None, "--grid", "-g", metavar="KEY=V1,V2",
+        help="A strategy parameter and its values; repeat for more keys (--grid fast=6,12 "
+             "--grid slow=48,96). Every combination runs. No --grid: the defaults only."),
+    leverage: Optional[List[str]] = typer.Option(
+        None, "--leverage", "-l", metavar="L1,L2",
+        help="Exchange leverage settings (>= 1), comma-separated: an axis. Default 10."),
+    margin: Optional[List[str]] = typer.Option(
+        None, "--margin", metavar="M1,M2",
+        help="Margin modes (isolated, cross), comma-separated: an axis. Default isolated."),
+    venue: Optional[List[str]] = typer.Option(
+        None, "--venue", metavar="V1,V2",
+        help="Venues (binance, bybit, okx), comma-separated: an axis. Default binance."),
+    stop: Optional[List[str]] = typer.Option(
+        None, "--stop", metavar="S1,S2",
+        help="Stop-loss distances from the average entry, fractions (0.02 = 2 %), "
+             "comma-separated: an axis; 'none' for no stop. Default: no stop."),
+    executor: str = typer.Option(
+        "local", "--executor", "-e",
+        help="local (serial, in-process), processes (a process pool) or a Dask scheduler "
+             "address (tcp://host:8786, needs perpbt[dask])."),
+    workers: Optional[int] = typer.Option(
+        None, "--workers", "-w", help="Processes for --executor processes (default: CPUs)."),
+    out: Optional[Path] = typer.Option(
+        None, "--out", "-o", metavar="FILE",
+        help="Write one row per combination; the suffix picks the format: .parquet, .csv or "
+             ".json (records). Without it a summary table is printed."),
+    symbols: Optional[List[str]] = typer.Option(
+        None, "--symbols", "-s", metavar="S",
+        help="Symbols to trade (repeat or comma-separate). Default: all of the market."),
+    timeframe: str = typer.Option("1h", "--timeframe", "-t",
+                                  help="Bar length of a CSV directory (1m, 1h ...)."),
+    since: Optional[str] = typer.Option(None, "--since",
+                                        help="First bar to keep, ISO date/time UTC."),
+    until: Optional[str] = typer.Option(None, "--until",
+                                        help="Keep bars opening before this ISO date/time UTC."),
+    capital: float = typer.Option(10_000.0, "--capital", help="Initial capital, quote (USDT)."),
+    take: Optional[float] = typer.Option(
+        None, "--take", help="Take-profit distance from the average entry, a fraction."),
+    funding: FundingMode = typer.Option(
+        FundingMode.strict, "--funding",
+        help="strict: an open position where funding data is missing is an error; zero: "
+             "such bars pay no funding."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    """Backtest every combination of a strategy's parameter grid x leverage x margin x venue
+    x stop; one stats row per combination (signals computed once per parameter set)."""
+    check_out(out)
+    cls = load_strategy_class(*resolve_strategy_path(strategy))
+    grid_values = parse_grid(grid or [])
+    levs = split_list(leverage, "--leverage", float) or [10.0]
+    margins = _choices(split_list(margin, "--margin") or ["isolated"], MARGINS, "--margin")
+    venues = _choices(split_list(venue, "--venue") or ["binance"], VENUES, "--venue")
+    stops = [None if s == "none" else _fraction(s, "--stop", 1.0)
+             for s in split_list(stop, "--stop", _stop_value)] or [None]
+    take = _fraction(take, "--take", None)
+    if executor in ("local", "processes"):
+        runner: Any = (perpbt.ProcessExecutor(workers) if executor == "processes"
+                       else "local")
+    elif "://" in executor:
+        runner = perpbt.DaskExecutor(executor)
+    else:
+        raise typer.BadParameter(f"{executor!r}: use local, processes or a Dask scheduler "
+                                 f"address (tcp://host:8786)", param_hint="--executor")
+    market = _load_data_or_exit(data, symbols, timeframe, since, until)
+    err = Console(stderr=True)
+    try:
+        frame = perpbt.sweep(market, cls, grid_values, stop=stops, leverage=levs,
+                             margin=margins, venue=venues, executor=runner,
+                             progress=not quiet, initial_capital=capital, take=take,
+                             funding=funding.value)
+    except (ValueError, TypeError, NotImplementedError) as exc:
+        from rich.markup import escape
+
+        err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
+        raise typer.Exit(1) from exc
+    console = Console(soft_wrap=False, width=max(Console().width, 160))
+    if out is not None:
+        write_frame(frame, out)
+        console.print(f"{len(frame)} combinations -> {out}", highlight=False)
+        return
+    params = frame.attrs.get("perpbt_params", [])
+    table = Table(title=f"sweep {cls.__name__}: {len(frame)} combinations")
+    shown = [*params, "stop", "leverage", "margin", "venue", *SUMMARY_COLUMNS]
+    for col in shown:
+        table.add_column(col, justify="right")
+    for _, row in frame.iterrows():
+        table.add_row(*(format_value(c, row[c]) if c in SUMMARY_COLUMNS else str(row[c])
+                        for c in shown))
+    console.print(table)
+
+
+@app.command("compare")
+def compare_cmd(
+    strategy: str = typer.Argument(
+        ..., help="A .py file with one pb.Strategy subclass (file.py:Class), or a name from "
+                  "./strategies or the checkout's strategies/ (e.g. ma_cross)."),
+    data: str = typer.Option("default", "--data", "-d", help=DATA_HELP),
+    margin: Optional[List[str]] = typer.Option(
+        None, "--margin", metavar="M1,M2",
+        help="Margin modes to compare, comma-separated. Default: isolated,cross."),
+    venue: Optional[List[str]] = typer.Option(
+        None, "--venue", metavar="V1,V2",
+        help="Venues to compare (binance, bybit, okx), comma-separated. Default: binance."),
+    liquidation: Optional[List[str]] = typer.Option(
+        None, "--liquidation", metavar="P1,P2",
+        help="Liquidation policies to compare (takeover, ioc, tiered, multibar; 'venue' = the "
+             "venue's own), comma-separated. Default: the venue's own."),
+    param: Optional[List[str]] = typer.Option(
+        None, "--param", "-p", metavar="KEY=VALUE",
+        help="Override a strategy parameter; repeat for several (--param fast=12)."),
+    leverage: float = typer.Option(10.0, "--leverage", "-l",
+                                   help="Exchange leverage setting, >= 1."),
+    stop: Optional[float] = typer.Option(
+        None, "--stop", help="Stop-loss distance from the average entry, a fraction."),
+    capital: float = typer.Option(10_000.0, "--capital", help="Initial capital, quote (USDT)."),
+    out: Optional[Path] = typer.Option(
+        None, "--out", "-o", metavar="FILE",
+        help="Write one row per setting (setting, margin, venue, liquidation, every stat); "
+             "the suffix picks the format: .parquet, .csv or .json (records)."),
+    plot: Optional[Path] = typer.Option(
+        None, "--plot", metavar="FILE.html",
+        help="Write the equity curves of every setting, with liquidation markers, as a "
+             "self-contained HTML file."),
+    symbols: Optional[List[str]] = typer.Option(
+        None, "--symbols", "-s", metavar="S",
+        help="Symbols to trade (repeat or comma-separate). Default: all of the market."),
+    timeframe: str = typer.Option("1h", "--timeframe", "-t",
+                                  help="Bar length of a CSV directory (1m, 1h ...)."),
+    since: Optional[str] = typer.Option(None, "--since",
+                                        help="First bar to keep, ISO date/time UTC."),
+    until: Optional[str] = typer.Option(None, "--until",
+                                        help="Keep bars opening before this ISO date/time UTC."),
+    funding: FundingMode = typer.Option(
+        FundingMode.strict, "--funding",
+        help="strict: an open position where funding data is missing is an error; zero: "
+             "such bars pay no funding."),
+) -> None:
+    """Run one strategy's decisions (one signals call) under several margin modes, venues and
+    liquidation policies and print the stats side by side."""
+    check_out(out)
+    if plot is not None and plot.suffix.lower() not in (".html", ".htm"):
+        raise typer.BadParameter(f"{plot}: the plot is written as HTML (.html)",
+                                 param_hint="--plot")
+    strat = build_strategy(strategy, param or [])
+    margins = _choices(split_list(margin, "--margin") or list(MARGINS), MARGINS, "--margin")
+    venues = _choices(split_list(venue, "--venue") or ["binance"], VENUES, "--venue")
+    policies = [None if p.lower() in ("venue", "none") else p.lower()
+                for p in split_list(liquidation, "--liquidation")] or [None]
+    if not leverage >= 1:
+        raise typer.BadParameter(f"leverage must be >= 1, got {leverage:g}",
+                                 param_hint="--leverage")
+    stop = _fraction(stop, "--stop", 1.0)
+    market = _load_data_or_exit(data, symbols, timeframe, since, until)
+    err = Console(stderr=True)
+    try:
+        with err.status("backtesting (the first run compiles the engine, about a minute)"):
+            comp = perpbt.compare(market, strat, margin=margins, venue=venues,
+                                  liquidation=policies, leverage=leverage, stop=stop,
+                                  initial_capital=capital, funding=funding.value)
+    except (ValueError, NotImplementedError) as exc:
+        from rich.markup import escape
+
+        err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
+        raise typer.Exit(1) from exc
+    stats = comp.stats
+    table = Table(title=f"{strat!r}, leverage {leverage:g}x")
+    table.add_column("stat")
+    for label in stats.columns:
+        table.add_column(label, justify="right")
+    for key, row in stats.iterrows():
+        table.add_row(str(key), *(format_value(str(key), v) for v in row))
+    console = Console(soft_wrap=False, width=max(Console().width, 160))
+    console.print(table)
+    if out is not None:
+        write_frame(comp.to_frame(), out)
+        console.print(f"results: {out}", highlight=False)
+    if plot is not None:
+        comp.plot(plot)
+        console.print(f"plot: {plot}", highlight=False)
+
+
+def bench_script() -> Optional[Path]:
+    """benchmarks/bench_engine.py of the working directory or of the checkout."""
+    for root in (Path.cwd(), Path(perpbt.__file__).resolve().parents[1]):
+        candidate = root / "benchmarks" / "bench_engine.py"
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+@app.command("bench")
+def bench_cmd(
+    bars: int = typer.Option(20_000, "--bars", help="Bars of the synthetic 1-minute series "
+                                                    "(the full benchmark uses 1,000,000)."),
+    repeat: int = typer.Option(3, "--repeat", help="Timed repeats; the minimum is reported."),
+    vbt: bool = typer.Option(True, "--vbt/--no-vbt", help="Include vectorbt (if installed)."),
+    startup: bool = typer.Option(
+        False, "--startup/--no-startup",
+        help="Also measure the compile time with an empty numba cache and a fresh process's "
+             "first call (subprocesses; takes minutes)."),
+) -> None:
+    """Run benchmarks/bench_engine.py (perpbt vs vectorbt vs a minimal numba loop, ns/bar)
+    and print its output."""
+    import subprocess
+
+    script = bench_script()
+    if script is None:
+        Console(stderr=True).print(
+            "[red]error:[/red] benchmarks/bench_engine.py not found (looked in the working "
+            "directory and the perpbt checkout); it ships with the source repository, not the "
+            "wheel: run `perpbt bench` from a checkout", highlight=False)
+        raise typer.Exit(1)
+    cmd = [sys.executable, str(script), "--bars", str(bars), "--repeat", str(repeat)]
+    if not startup:
+        cmd.append("--skip-subprocess")
+    if not vbt:
+        cmd.append("--skip-vbt")
+    typer.echo(f"$ {' '.join(cmd)}")
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        typer.echo(line.rstrip("\n"))
+    if proc.wait() != 0:
+        raise typer.Exit(proc.returncode)
+
+
 # ---------------------------------------------------------------------------- data
 @app.command("fetch")
 def fetch_cmd(

@@ -1,0 +1,383 @@
+"""Parameter sweeps: one strategy's parameter grid x engine settings, one stats row each.
+
+``pb.sweep(market, MaCross, {"fast": [12, 24], "slow": [48, 96]}, leverage=[5, 10],
+margin=["isolated", "cross"])`` runs every combination (here 4 x 2 x 2 = 16) and returns a
+DataFrame with one row per combination: a column per grid key, then ``stop``, ``sizing``,
+``leverage``, ``margin``, ``venue``, then every key of ``Result.stats()`` -- the same numbers
+``pb.backtest`` of that combination gives.
+
+How it runs:
+
+- everything is checked before anything runs: grid keys (with a did-you-mean hint), every
+  parameter set (the strategy is built once per set), margin modes, venues, leverage, stops
+  and the remaining ``pb.backtest`` keywords;
+- signals are computed once per distinct parameter set (in the calling process); every
+  engine combination of that set reuses its target frame;
+- the engine runs are spread by an executor: ``"local"`` (serial, in-process),
+  ``"processes"`` (``ProcessExecutor``: a process pool, the market and the target frames
+  handed to each worker once by its initializer) or ``pb.DaskExecutor(client_or_address)``
+  (scattered to every worker once). Rows come back in combination order whatever the
+  executor, so results are identical across executors.
+
+Memory: with ``stats_only=True`` (the default) each run skips its per-bar outputs and only
+the stats row is kept. The target frames (one float64 T x N frame per parameter set) are
+held for the whole sweep.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import inspect
+import itertools
+import os
+import sys
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+import perpbt
+from perpbt.backtest import target_frame
+from perpbt.enums import MarginMode, parse_enum
+from perpbt.risk import StopLoss, exit_rule_arrays
+from perpbt.strategy import Strategy
+from perpbt.venues import get_venue
+
+AXES = ("stop", "sizing", "leverage", "margin", "venue")
+# pb.backtest keywords sweep sets itself (its own arguments) or never forwards
+_OWN_KEYWORDS = ("market", "strategy_or_targets", "stop", "leverage", "margin", "venue",
+                 "stats_only")
+
+Part = list  # list[tuple[int, dict[str, Any]]]: (combination index, stats) pairs
+
+
+# ---------------------------------------------------------------------------- jobs
+@dataclass(frozen=True)
+class Combo:
+    """One engine run of a sweep: its row index, its target frame and its settings."""
+    index: int
+    frame: int  # index into SweepJob.frames
+    stop: Any
+    leverage: Any
+    margin: str
+    venue: str
+
+    def describe(self, job: "SweepJob") -> str:
+        return (f"{job.labels[self.frame]}, stop={self.stop!r}, leverage={self.leverage!r}, "
+                f"margin={self.margin!r}, venue={self.venue!r}")
+
+
+@dataclass
+class SweepJob:
+    """What every worker needs, shipped once per worker: the market, one target frame per
+    distinct strategy parameter set, and the fixed ``pb.backtest`` keywords."""
+    market: Any
+    frames: list  # list[pd.DataFrame], T x N target exposures
+    labels: list  # list[str], the strategy repr of each frame (for error messages)
+    options: dict  # fixed pb.backtest keywords: stats_only, take, funding ...
+
+
+def run_combo(job: SweepJob, combo: Combo) -> dict[str, Any]:
+    """The stats of one combination (``Result.stats()`` as a plain dict)."""
+    try:
+        res = perpbt.backtest(job.market, job.frames[combo.frame], stop=combo.stop,
+                              leverage=combo.leverage, margin=combo.margin, venue=combo.venue,
+                              **job.options)
+    except (ValueError, NotImplementedError) as exc:
+        raise ValueError(f"sweep combination {combo.index} ({combo.describe(job)}): "
+                         f"{exc}") from exc
+    return {str(k): v for k, v in res.stats().items()}
+
+
+def run_chunk(chunk: Sequence[Combo], job: SweepJob) -> Part:
+    """Run a chunk of combinations: [(combination index, stats dict), ...]."""
+    return [(c.index, run_combo(job, c)) for c in chunk]
+
+
+def chunked(combos: Sequence[Combo], n_chunks: int) -> list[list[Combo]]:
+    """Split into at most ``n_chunks`` contiguous chunks of near-equal size."""
+    n_chunks = max(1, min(int(n_chunks), len(combos)))
+    bounds = np.linspace(0, len(combos), n_chunks + 1).round().astype(int)
+    return [list(combos[a:b]) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
+
+
+# ---------------------------------------------------------------------------- executors
+class LocalExecutor:
+    """Serial, in the calling process."""
+
+    def submit(self, job: SweepJob, combos: Sequence[Combo]) -> Iterator[Part]:
+        return (run_chunk([c], job) for c in combos)
+
+    def __repr__(self) -> str:
+        return "LocalExecutor()"
+
+
+_WORKER_JOB: SweepJob | None = None
+
+
+def _init_worker(job: SweepJob) -> None:
+    global _WORKER_JOB
+    _WORKER_JOB = job
+
+
+def _run_in_worker(chunk: Sequence[Combo]) -> Part:
+    assert _WORKER_JOB is not None, "sweep worker used before its initializer ran"
+    return run_chunk(chunk, _WORKER_JOB)
+
+
+class ProcessExecutor:
+    """A ``concurrent.futures.ProcessPoolExecutor``; each worker gets the market and the
+    target frames once, through the pool's initializer.
+
+    ``max_workers`` defaults to the CPU count; ``mp_context`` is a multiprocessing context
+    or start method name (default: the platform's; with "spawn" or "forkserver" the calling
+    script needs the usual ``if __name__ == "__main__":`` guard); ``chunks_per_worker``
+    trades scheduling overhead against load balance."""
+
+    def __init__(self, max_workers: int | None = None, mp_context: Any = None,
+                 chunks_per_worker: int = 4) -> None:
+        if max_workers is not None and not int(max_workers) >= 1:
+            raise ValueError(f"max_workers must be >= 1, got {max_workers!r}")
+        self.max_workers = None if max_workers is None else int(max_workers)
+        self.mp_context = mp_context
+        self.chunks_per_worker = max(1, int(chunks_per_worker))
+
+    def submit(self, job: SweepJob, combos: Sequence[Combo]) -> Iterator[Part]:
+        import multiprocessing
+
+        n = min(self.max_workers or os.cpu_count() or 1, max(len(combos), 1))
+        ctx = (multiprocessing.get_context(self.mp_context)
+               if isinstance(self.mp_context, str) else self.mp_context)
+        pool = ProcessPoolExecutor(n, mp_context=ctx, initializer=_init_worker, initargs=(job,))
+        try:
+            futures = [pool.submit(_run_in_worker, chunk)
+                       for chunk in chunked(combos, n * self.chunks_per_worker)]
+        except BaseException:
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+        return self._collect(pool, futures)
+
+    @staticmethod
+    def _collect(pool, futures) -> Iterator[Part]:
+        try:
+            for fut in as_completed(futures):
+                yield fut.result()
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def __repr__(self) -> str:
+        return f"ProcessExecutor(max_workers={self.max_workers})"
+
+
+EXECUTORS: dict[str, Callable[[], Any]] = {"local": LocalExecutor, "processes": ProcessExecutor}
+
+
+def resolve_executor(executor: Any) -> Any:
+    """"local", "processes" or an object with ``submit(job, combos)`` (``ProcessExecutor``,
+    ``pb.DaskExecutor``)."""
+    if isinstance(executor, str):
+        key = executor.strip().lower()
+        if key not in EXECUTORS:
+            close = difflib.get_close_matches(key, list(EXECUTORS), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ValueError(f"executor={executor!r}: unknown executor{hint}; use "
+                             f"{sorted(EXECUTORS)} or pb.DaskExecutor(client_or_address)")
+        return EXECUTORS[key]()
+    if not callable(getattr(executor, "submit", None)):
+        raise TypeError(f"executor must be 'local', 'processes' or an executor object such as "
+                        f"pb.DaskExecutor(client), got {executor!r}")
+    return executor
+
+
+# ---------------------------------------------------------------------------- progress
+@contextlib.contextmanager
+def progress_bar(total: int, enabled: bool, label: str = "sweep"
+                 ) -> Iterator[Callable[[int], None]]:
+    """``advance(n)`` for a bar of ``total`` combinations on stderr (rich, else tqdm, else
+    nothing); a no-op when disabled."""
+    if not enabled:
+        yield lambda n: None
+        return
+    try:
+        from rich.console import Console
+        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
+                                   TimeElapsedColumn, TimeRemainingColumn)
+    except ImportError:  # pragma: no cover - rich is a dependency
+        try:
+            from tqdm import tqdm
+        except ImportError:
+            yield lambda n: None
+            return
+        with tqdm(total=total, desc=label, unit="run", file=sys.stderr) as bar:
+            yield bar.update
+        return
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TimeElapsedColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=Console(stderr=True)) as bar:
+        task = bar.add_task(label, total=total)
+        yield lambda n: bar.update(task, advance=n)
+
+
+# ---------------------------------------------------------------------------- checks
+def _hint(key: str, known: Sequence[str]) -> str:
+    close = difflib.get_close_matches(key, list(known), n=1)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def axis_values(name: str, value: Any) -> list:
+    """A list, tuple, range, array or Index is an axis; anything else one fixed value."""
+    if isinstance(value, (list, tuple, range, np.ndarray, pd.Index, pd.Series)):
+        values = list(value)
+        if not values:
+            raise ValueError(f"sweep: {name} is an empty list; give at least one value")
+        return values
+    return [value]
+
+
+def check_grid(strategy_cls: type, grid: Mapping[str, Any]) -> dict[str, list]:
+    """The grid as {parameter: [values]}; a key the strategy lacks is a ValueError."""
+    if not (isinstance(strategy_cls, type) and issubclass(strategy_cls, Strategy)):
+        raise TypeError(f"sweep: strategy_cls must be a pb.Strategy subclass (the class, not an "
+                        f"instance), got {strategy_cls!r}")
+    if not isinstance(grid, Mapping):
+        raise TypeError(f"sweep: grid must map parameter names to lists of values, got "
+                        f"{type(grid).__name__}")
+    known = strategy_cls.param_names()
+    for key in grid:
+        if key not in known:
+            raise ValueError(f"sweep grid: {strategy_cls.__name__} has no parameter {key!r}"
+                             f"{_hint(str(key), known)} (parameters: {known})")
+    return {key: axis_values(f"grid[{key!r}]", value) for key, value in grid.items()}
+
+
+def check_options(backtest_kw: Mapping[str, Any], own: Sequence[str] = _OWN_KEYWORDS,
+                  caller: str = "sweep") -> dict[str, Any]:
+    """The extra ``pb.backtest`` keywords; an unknown one is a TypeError with a hint."""
+    params = inspect.signature(perpbt.backtest).parameters
+    allowed = [p for p in params if p not in own]
+    for key in backtest_kw:
+        if key not in allowed:
+            raise TypeError(f"{caller} got an unexpected keyword {key!r}{_hint(key, allowed)} "
+                            f"(pb.backtest keywords: {allowed})")
+    return dict(backtest_kw)
+
+
+def check_sizing(sizing: Any) -> list:
+    values = axis_values("sizing", sizing)
+    if any(v is not None for v in values):
+        raise NotImplementedError(
+            f"sweep: sizing={sizing!r} is not supported yet; sizing rules come with their own "
+            f"issue. Pass sizing=None (or [None]) and size positions in the strategy (its "
+            f"exposure parameter)")
+    return values
+
+
+def check_axes(market, stops: list, leverages: list, margins: list, venues: list) -> None:
+    for m in margins:
+        parse_enum(MarginMode, m, "margin")
+    for v in venues:
+        get_venue(v)
+    for lev in leverages:
+        values = lev.values() if isinstance(lev, Mapping) else [lev]
+        for x in values:
+            if isinstance(x, bool) or not isinstance(x, (int, float, np.number)) or not x >= 1:
+                raise ValueError(f"sweep: leverage {lev!r} is not a number >= 1")
+    for s in stops:
+        exit_rule_arrays(s, StopLoss, market.n_symbols)
+        if isinstance(s, (int, float)) and not 0 < s < 1:
+            raise ValueError(f"sweep: stop {s!r} is not a fraction in (0, 1); 0.02 = 2 %")
+
+
+# ---------------------------------------------------------------------------- sweep
+def sweep(market, strategy_cls: type, grid: Mapping[str, Any], *, stop: Any = None,
+          sizing: Any = None, leverage: Any = 10, margin: Any = "isolated",
+          venue: Any = "binance", executor: Any = "local", stats_only: bool = True,
+          progress: bool = True, **backtest_kw) -> pd.DataFrame:
+    """Backtest every combination of ``grid`` x stop x sizing x leverage x margin x venue.
+
+    ``grid`` maps ``strategy_cls`` parameter names to lists of values (a scalar is fixed);
+    ``stop`` (a fraction of the entry or ``pb.StopLoss``), ``leverage``, ``margin`` and
+    ``venue`` take a scalar or a list (each list is an axis); ``sizing`` only None for now.
+    ``executor``: "local", "processes", a ``ProcessExecutor`` or ``pb.DaskExecutor``. Other
+    keywords (``take``, ``initial_capital``, ``funding``, ``liquidation``, ``execution`` ...)
+    go to every ``pb.backtest``.
+
+    Returns one row per combination, in product order (grid keys in the given order, then
+    stop, sizing, leverage, margin, venue; the last varies fastest): a column per grid key
+    (``param_<key>`` where a key collides with another column), ``stop``, ``sizing``,
+    ``leverage``, ``margin``, ``venue``, then the keys of ``Result.stats()``.
+    """
+    axes = check_grid(strategy_cls, grid)
+    sizings = check_sizing(sizing)
+    stops, leverages = axis_values("stop", stop), axis_values("leverage", leverage)
+    margins, venues = axis_values("margin", margin), axis_values("venue", venue)
+    options = check_options(backtest_kw)
+    check_axes(market, stops, leverages, margins, venues)
+    runner = resolve_executor(executor)
+
+    keys = list(axes)
+    param_sets = [dict(zip(keys, values)) for values in itertools.product(*axes.values())]
+    strategies = [strategy_cls(**params) for params in param_sets]  # bad values raise here
+
+    # signals once per distinct parameter set
+    frame_of: dict[str, int] = {}
+    frames, labels, set_frame = [], [], []
+    for strat in strategies:
+        label = repr(strat)
+        if label not in frame_of:
+            frame_of[label] = len(frames)
+            frames.append(target_frame(market, strat)[0])
+            labels.append(label)
+        set_frame.append(frame_of[label])
+
+    combos, rows = [], []
+    engine_axes = list(itertools.product(stops, sizings, leverages, margins, venues))
+    for p, params in enumerate(param_sets):
+        for s, z, lev, mar, ven in engine_axes:
+            combos.append(Combo(len(combos), set_frame[p], s, lev, mar, ven))
+            rows.append({**params, "stop": s, "sizing": z, "leverage": lev, "margin": mar,
+                         "venue": ven})
+    job = SweepJob(market, frames, labels, {**options, "stats_only": bool(stats_only)})
+
+    stats: dict[int, dict] = {}
+    todo: Sequence[Combo] = combos
+    if not isinstance(runner, LocalExecutor) and combos:
+        # compile (or load) the kernel and check one combination here before shipping
+        stats[0] = run_combo(job, combos[0])
+        todo = combos[1:]
+    parts = runner.submit(job, todo) if todo else iter(())
+    try:
+        with progress_bar(len(combos), progress, f"sweep {strategy_cls.__name__}") as advance:
+            advance(len(stats))
+            for part in parts:
+                for index, row in part:
+                    stats[index] = row
+                advance(len(part))
+    finally:
+        close = getattr(parts, "close", None)
+        if close is not None:
+            close()
+    return _frame(keys, rows, stats)
+
+
+def _frame(keys: list[str], rows: list[dict], stats: Mapping[int, dict]) -> pd.DataFrame:
+    metrics = list(stats[0])  # every axis has a value: at least one combination
+    taken = set(AXES) | set(metrics)
+    names = {k: (f"param_{k}" if k in taken else k) for k in keys}
+    records = []
+    for i, row in enumerate(rows):
+        rec = {names[k]: row[k] for k in keys}
+        rec.update({a: row[a] for a in AXES})
+        rec.update(stats[i])
+        records.append(rec)
+    columns = [names[k] for k in keys] + list(AXES) + metrics
+    frame = pd.DataFrame.from_records(records, columns=columns)
+    for m in metrics:  # one dtype per metric column: counts int, flags bool, others float
+        if frame[m].dtype == object and m != "bust":
+            with contextlib.suppress(TypeError, ValueError):
+                frame[m] = pd.to_numeric(frame[m])
+    frame.attrs = {"perpbt_params": [names[k] for k in keys], "perpbt_metrics": metrics}
+    return frame
