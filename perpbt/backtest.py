@@ -234,9 +234,10 @@ def backtest(market, strategy_or_targets, *, venue: str = "binance", margin: str
                        take_pct=take_pct,
                        take_trigger=take_trig, record_bars=not stats_only,
                        exec_on=exe is not None,
-                       participation=ones * (exe.participation if exe else 1.0),
-                       impact_k=ones * (exe.impact_k if exe else 0.0),
-                       stress=ones * (exe.stress if exe else 1.0),
+                       participation=(exe.per_symbol("participation", market.symbols) if exe
+                                      else ones),
+                       impact_k=exe.per_symbol("impact_k", market.symbols) if exe else ones * 0,
+                       stress=exe.per_symbol("stress", market.symbols) if exe else ones,
                        carry_orders=bool(exe and exe.remainder == "carry"),
                        base_half_spread=(exe.half_spreads(market.symbols) if exe
                                          else np.zeros(n_sym)),

@@ -42,15 +42,18 @@ def calibration_key(symbol: str) -> str:
 class Execution:
     """Spread, impact and participation of every fill (fractions of price unless stated).
 
+    ``base_half_spread``, ``stress``, ``impact_k`` and ``participation`` take one number for
+    every instrument or a mapping symbol -> number (a symbol missing from a mapping of
+    ``base_half_spread`` takes the calibrated value; of the others, it is an error).
     ``remainder``: what happens to the unfilled part of a normal order, "cancel" or "carry"
     (to the next opens until filled or replaced by a new target). Stop, take-profit and
     multibar forced remainders always carry.
     """
 
     base_half_spread: "float | Mapping[str, float] | None" = None
-    stress: float = calibrated.STRESS_RATIO
-    impact_k: float = 1.0
-    participation: float = 0.1
+    stress: "float | Mapping[str, float]" = calibrated.STRESS_RATIO
+    impact_k: "float | Mapping[str, float]" = 1.0
+    participation: "float | Mapping[str, float]" = 0.1
     span: int = 20              # bars of the EWMs of range and volume
     window: int = 80            # bars they look back (4 spans: older weights < 0.1 %)
     range_exponent: float = 1.0
@@ -60,15 +63,16 @@ class Execution:
 
     def __post_init__(self) -> None:
         for name in ("stress", "participation", "span", "window", "max_widening"):
-            value = getattr(self, name)
-            if not (np.isfinite(value) and value > 0):
-                raise ValueError(f"Execution.{name} must be positive, got {value!r}")
+            for value in _values(getattr(self, name)):
+                if not (np.isfinite(value) and value > 0):
+                    raise ValueError(f"Execution.{name} must be positive, got {value!r}")
         for name in ("impact_k", "range_exponent", "thin_exponent"):
-            value = getattr(self, name)
-            if not (np.isfinite(value) and value >= 0):
-                raise ValueError(f"Execution.{name} must be >= 0, got {value!r}")
-        if self.stress < 1.0:
-            raise ValueError(f"Execution.stress must be >= 1, got {self.stress}")
+            for value in _values(getattr(self, name)):
+                if not (np.isfinite(value) and value >= 0):
+                    raise ValueError(f"Execution.{name} must be >= 0, got {value!r}")
+        for value in _values(self.stress):
+            if value < 1.0:
+                raise ValueError(f"Execution.stress must be >= 1, got {value}")
         if self.remainder not in REMAINDERS:
             raise ValueError(f"Execution.remainder={self.remainder!r} is not one of "
                              f"{list(REMAINDERS)}")
@@ -88,6 +92,19 @@ class Execution:
             out.append(float(hs))
         return np.array(out)
 
+    def per_symbol(self, name: str, symbols) -> np.ndarray:
+        """``stress``, ``impact_k`` or ``participation`` as one value per symbol."""
+        value = getattr(self, name)
+        if not isinstance(value, Mapping):
+            return np.full(len(symbols), float(value))
+        out = []
+        for sym in symbols:
+            v = value.get(sym, value.get(calibration_key(sym)))
+            if v is None:
+                raise ValueError(f"Execution.{name} has no value for {sym}")
+            out.append(float(v))
+        return np.array(out)
+
     def state_arrays(self, high: np.ndarray, low: np.ndarray, volume: np.ndarray, symbols):
         """Every bar's (hs_open, hs_in, sigma, typ_volume), each (T, N): what a fill at the
         open / inside the bar would be quoted (engine/execution.py). For inspection and tests:
@@ -99,6 +116,10 @@ class Execution:
                        float(self.span), int(self.window), float(self.range_exponent),
                        float(self.thin_exponent), float(self.max_widening), *arrays)
         return arrays
+
+
+def _values(value) -> list:
+    return list(value.values()) if isinstance(value, Mapping) else [value]
 
 
 def resolve_execution(execution) -> "Execution | None":

@@ -110,3 +110,18 @@ def test_a_model_that_costs_nothing_is_the_frictionless_engine_bit_for_bit(
         a, b = getattr(off, name), getattr(on, name)
         assert a.tobytes() == b.tobytes(), name
     assert np.array_equal(off.equity["equity"].to_numpy(), on.equity["equity"].to_numpy())
+
+
+def test_parameters_per_instrument():
+    # participation 10 % for A, 30 % for B: 1,000 traded per bar -> caps 100 and 300 units
+    bars = [(100.0, 101.0, 99.0, 100.0)] * 4
+    m = make_market({"A": bars, "B": bars})
+    exe = pb.Execution(base_half_spread={"A": 0.0, "B": 0.0}, impact_k=0.0,
+                       participation={"A": 0.1, "B": 0.3})
+    res = pb.backtest(m, targets_frame(m, {"A": {0: 4.0}, "B": {0: 4.0}}), margin="cross",
+                      leverage=20, execution=exe)
+    f = res.fills
+    assert list(f["qty"]) == [100.0, 300.0]
+    with pytest.raises(ValueError, match="Execution.stress has no value for B"):
+        pb.backtest(m, targets_frame(m, {"A": {0: 1.0}}), execution=pb.Execution(
+            stress={"A": 2.0}))

@@ -155,33 +155,39 @@ def test_tiered_takes_a_tier_one_position_over_whole(margin, capital, exposure):
                                rtol=1e-12)
 
 
-def test_multibar_close_takes_three_bars_and_its_loss_matches_the_hand_computation():
-    # Long 500 at 100 (exposure 5 at 10x on 10,000), isolated margin 5,000, mmr 0.5 %:
-    # LP = 45,000 / 497.5 = 90.4523, BP = 90 (as in test_golden). Execution: half spread
-    # 0.1 %, stress 2, no impact, widening off (exponents 0), participation 10 %.
-    # Bar 1 trades 10,000 (cap 1,000: the 500-unit buy fills at once at 100 * 1.001);
-    # later bars trade 2,000 (cap 200). Bar 2 falls 95 -> 88 (low first): trigger at
-    # s = (95 - LP) / 7 = 0.649677 at last = LP; the forced sale is capped at 200 units.
-    #   bar 2: 200 at LP * (1 - 0.002)            = 90.27134
-    #   bar 3 open 87: 200 at 87 * 0.998          = 86.826
-    #   bar 4 open 85: 100 at 85 * 0.998          = 84.83        -> 3 bars
-    # Entry = 100.1 (the buy paid the 0.1 % half spread) so margin = 500 * 100.1 / 10 = 5,005
-    # and LP, BP move with it: BP = 100.1 - 5,005 / 500 = 90.09;
-    # LP = (500 * 100.1 - 5,005) / (500 * (1 - 0.005)) = 45,045 / 497.5 = 90.54271.
+@pytest.mark.parametrize("margin", ["isolated", "cross"])
+def test_multibar_close_takes_three_bars_and_its_loss_matches_the_hand_computation(margin):
+    # Long 500 units, mmr 0.5 %. Execution: half spread 0.1 %, stress 2, no impact, widening
+    # off (exponents 0), participation 10 %. Bar 1 trades 10,000 (cap 1,000: the 500-unit buy
+    # fills at once at 100 * 1.001 = 100.1); later bars trade 2,000 (cap 200).
+    # isolated: exposure 5 at 10x on 10,000 -> margin 500 * 100.1 / 10 = 5,005, so
+    #   BP = 100.1 - 5,005 / 500 = 90.09, LP = (500 * 100.1 - 5,005) / (500 * 0.995)
+    #   = 45,045 / 497.5 = 90.5427; the user loses the margin, 5,005.
+    # cross: exposure 10 at 20x on 5,000 -> 500 units, wallet 5,000 (no fee: the spread is in
+    #   the price): BP = 100.1 - 5,000 / 500 = 90.1, LP: 5,000 + 500 (m - 100.1) = 2.5 m ->
+    #   m = 45,050 / 497.5 = 90.5528; the user loses the whole wallet, 5,000.
+    # Bar 2 falls 95 -> 88 (low first): trigger at last = LP; the forced sale is capped:
+    #   bar 2: 200 at LP * (1 - 0.002); bar 3 open 87: 200 at 87 * 0.998 = 86.826;
+    #   bar 4 open 85: 100 at 85 * 0.998 = 84.83  -> 3 bars.
     # Transfers side * q * (fill - BP) sum to the venue's gain G (negative: the fund covers
-    # the sales below BP); fee = min(rate * 500 * BP, max(G, 0)) = 0 (clearance 0 here).
-    # The user loses exactly the margin, 5,005.
+    # the sales below BP); clearance fee = min(0 * ..., max(G, 0)) = 0.
     bars = [FLAT, FLAT, (95.0, 95.0, 88.0, 89.0), (87.0, 88.0, 86.0, 87.0),
             (85.0, 86.0, 84.0, 85.0), (85.0, 86.0, 84.0, 85.0)]
     vol = [10_000.0, 10_000.0, 2_000.0, 2_000.0, 2_000.0, 2_000.0]
     m = make_market({"A": bars}, volume={"A": vol})
     exe = pb.Execution(base_half_spread=0.001, stress=2.0, impact_k=0.0, participation=0.1,
                        range_exponent=0.0, thin_exponent=0.0)
-    res = pb.backtest(m, targets_frame(m, {"A": {0: 5.0}}), margin="isolated", leverage=10,
-                      liquidation="multibar", execution=exe)
     entry = 100.0 * 1.001
-    bp = entry - 5_005.0 / 500
-    lp = (500 * entry - 5_005.0) / (500 * 0.995)
+    if margin == "isolated":
+        capital, exposure, leverage, lost = 10_000.0, 5.0, 10, 5_005.0
+        lp = (500 * entry - 5_005.0) / (500 * 0.995)
+    else:
+        capital, exposure, leverage, lost = 5_000.0, 10.0, 20, 5_000.0
+        lp = (500 * entry - 5_000.0) / (500 * 0.995)
+    bp = entry - lost / 500
+    res = pb.backtest(m, targets_frame(m, {"A": {0: exposure}}), margin=margin,
+                      leverage=leverage, initial_capital=capital, liquidation="multibar",
+                      execution=exe)
     fills = [(200.0, lp * 0.998), (200.0, 87.0 * 0.998), (100.0, 85.0 * 0.998)]
     liq_fills = res.fills[res.fills["reason"] == "liquidation"]
     assert list(liq_fills["bar"]) == [2, 3, 4]
@@ -196,9 +202,9 @@ def test_multibar_close_takes_three_bars_and_its_loss_matches_the_hand_computati
     assert row["avg_fill"] == pytest.approx(sum(q * p for q, p in fills) / 500, rel=1e-9)
     assert row["clearance_fee"] == 0.0
     assert row["insurance_change"] == pytest.approx(gain, rel=1e-9)
-    assert row["user_loss"] == pytest.approx(5_005.0, rel=1e-12)
+    assert row["user_loss"] == pytest.approx(lost, rel=1e-12)
     # each sale moves the user's books as if it were at BP: once done the wallet is the
-    # capital minus the margin, 10,000 - 5,005
-    assert res.equity["wallet"].iloc[4] == pytest.approx(10_000.0 - 5_005.0, rel=1e-12)
+    # capital minus what was lost (cross: zero)
+    assert res.equity["wallet"].iloc[4] == pytest.approx(capital - lost, abs=1e-6)
     assert res.equity["A:position"].iloc[4] == 0.0
     assert res.insurance_fund == pytest.approx(gain, rel=1e-9)
