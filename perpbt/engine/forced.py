@@ -40,6 +40,7 @@ from perpbt._jit import jit_nb
 from perpbt.engine.execution import (cap_left_nb, fill_price_nb, qty_within_limit_nb,
                                      quote_cfg_nb)
 from perpbt.engine.fills import reduce_position_nb
+from perpbt.engine.liquidation import cross_share_weight_nb
 from perpbt.engine.records import write_liq_nb
 from perpbt.engine.requirements import is_cross_nb, position_requirement_nb, upnl_nb
 from perpbt.engine.state import (A_CLEARANCE, A_INSURANCE, A_WALLET, C_EVENTS, C_LIQ_ACTIVE,
@@ -448,10 +449,7 @@ def liquidate_policy_nb(t, s, n_iso, marks, ps, ins, mkt, cfg, acct, cnt, buf, s
         for n in range(n_sym):
             if ps.qty[n] == 0.0:
                 continue
-            if tot_req > 0.0:
-                w = position_requirement_nb(n, marks[n], ps, ins, cfg) / tot_req
-            else:
-                w = abs(ps.qty[n]) * marks[n] / tot_notional
+            w = cross_share_weight_nb(n, marks, tot_req, tot_notional, ps, ins, cfg)
             side = 1.0 if ps.qty[n] > 0 else -1.0
             scratch.bps[n] = max(marks[n] - side * equity * w / abs(ps.qty[n]), 0.0)
     else:

@@ -126,6 +126,15 @@ def liquidate_isolated_nb(n, bar, s, trigger_mark, ps, ins, cfg, acct, cnt, buf)
 
 
 @jit_nb
+def cross_share_weight_nb(n, marks, tot_req, tot_notional, ps, ins, cfg):
+    """Symbol n's share of the cross equity at a liquidation: its requirement over the sum
+    (DESIGN 5), or its notional over the total when nothing is required."""
+    if tot_req > 0.0:
+        return position_requirement_nb(n, marks[n], ps, ins, cfg) / tot_req
+    return abs(ps.qty[n]) * marks[n] / tot_notional
+
+
+@jit_nb
 def liquidate_cross_nb(bar, s, marks, ps, ins, cfg, acct, cnt, buf):
     """Takeover of the whole cross account at the trigger marks.
 
@@ -146,9 +155,6 @@ def liquidate_cross_nb(bar, s, marks, ps, ins, cfg, acct, cnt, buf):
     for n in range(n_sym):
         if ps.qty[n] == 0.0:
             continue
-        if tot_req > 0.0:
-            weight = position_requirement_nb(n, marks[n], ps, ins, cfg) / tot_req
-        else:
-            weight = abs(ps.qty[n]) * marks[n] / tot_notional
+        weight = cross_share_weight_nb(n, marks, tot_req, tot_notional, ps, ins, cfg)
         _takeover_one_nb(n, bar, s, marks[n], equity * weight, cnt[C_EVENTS], ps, ins, cfg,
                          acct, cnt, buf)
