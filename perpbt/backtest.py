@@ -221,6 +221,9 @@ def backtest(market, strategy_or_targets, *, venue: str = "binance", margin: str
     values, changes = target_values(targets, source, lev, market, margin_mode)
     insts = resolve_instruments(market, venue, instruments)
     ins = pack_instruments(insts, market, preset, lev)
+    if isinstance(strategy_or_targets, Strategy):  # the strategy's own rules, unless given
+        stop = type(strategy_or_targets).default_stop if stop is None else stop
+        take = type(strategy_or_targets).default_take if take is None else take
     stops = stop_rules(stop, market)
     take_pct, take_trig = exit_rule_arrays(take, TakeProfit, market.n_symbols)
     exe = resolve_execution(execution)
