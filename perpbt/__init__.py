@@ -13,10 +13,12 @@ from perpbt.instruments import Instrument, TierTable, load_tiers
 from perpbt.market import Market
 from perpbt.result import Result
 from perpbt.risk import BreakEven, StopLoss, TakeProfit, TimeStop
+from perpbt.sizing import EquityFraction, FixedNotional, Kelly, RiskPerTrade, VolTarget
 from perpbt.strategy import Strategy, Targets
 from perpbt.sweep import ProcessExecutor, sweep
 
 __all__ = ["backtest", "data", "margin", "Execution", "Instrument", "TierTable", "load_tiers",
            "Market", "Result", "StopLoss", "TakeProfit", "BreakEven", "TimeStop", "Strategy",
-           "Targets", "sweep", "ProcessExecutor", "compare", "Comparison", "DaskExecutor"]
+           "Targets", "EquityFraction", "FixedNotional", "Kelly", "RiskPerTrade", "VolTarget",
+           "sweep", "ProcessExecutor", "compare", "Comparison", "DaskExecutor"]
 __version__ = "0.1.0"

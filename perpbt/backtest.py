@@ -24,6 +24,7 @@ from perpbt.execution import Execution, resolve_execution
 from perpbt.instruments import Instrument
 from perpbt.result import Result
 from perpbt.risk import TakeProfit, exit_rule_arrays, stop_rules
+from perpbt.sizing import apply_sizing
 from perpbt.strategy import Strategy, Targets
 from perpbt.venues import get_venue, instrument_for
 
@@ -195,6 +196,7 @@ def backtest(market, strategy_or_targets, *, venue: str = "binance", margin: str
              stop: "StopLoss | BreakEven | TimeStop | float | list | None" = None, take: "TakeProfit | float | None" = None,
              intrabar: str = "pessimistic", stats_only: bool = False, funding: str = "strict",
              liquidation: str | None = None, execution: "Execution | bool | None" = None,
+             sizing=None,
              instruments: Mapping[str, Instrument] | None = None) -> Result:
     """Backtest target exposures on ``market``.
 
@@ -205,6 +207,9 @@ def backtest(market, strategy_or_targets, *, venue: str = "binance", margin: str
     other per-bar output (for sweeps). ``liquidation``: "takeover", "ioc", "tiered" or
     "multibar" (default: the venue's own process). ``execution``: None (frictionless fills),
     True (the shipped model) or a ``pb.Execution`` (spread, impact, participation cap).
+    ``sizing``: a perpbt.sizing rule (EquityFraction, FixedNotional, RiskPerTrade,
+    VolTarget, Kelly) sizing each entry of the targets' direction; a Strategy's
+    ``default_stop``, ``default_take`` and ``default_sizing`` apply unless given here.
     """
     preset = get_venue(venue)
     margin_mode = parse_enum(MarginMode, margin, "margin")
@@ -224,11 +229,22 @@ def backtest(market, strategy_or_targets, *, venue: str = "binance", margin: str
     if isinstance(strategy_or_targets, Strategy):  # the strategy's own rules, unless given
         stop = type(strategy_or_targets).default_stop if stop is None else stop
         take = type(strategy_or_targets).default_take if take is None else take
+        if sizing is None:
+            sizing = getattr(type(strategy_or_targets), "default_sizing", None)
     stops = stop_rules(stop, market)
     take_pct, take_trig = exit_rule_arrays(take, TakeProfit, market.n_symbols)
     exe = resolve_execution(execution)
     n_sym = market.n_symbols
     ones = np.ones(n_sym)
+    notional_targets = False
+    caps = pd.DataFrame(columns=["time", "symbol", "wanted", "size"])
+    if sizing is not None:
+        targets, notional_targets, caps = apply_sizing(
+            sizing, targets, market, lev, stop_rules=stops, insts=insts, taker=ins.taker_fee,
+            clearance=ins.clearance_fee, venue=preset.name,
+            cross=margin_mode == MarginMode.cross)
+        values, changes = target_values(targets, source, lev, market,
+                                        MarginMode.cross if notional_targets else margin_mode)
     cfg = EngineConfig(margin_mode=margin_mode, venue=int(preset.venue_code),
                        liq_policy=policy, intrabar=parse_enum(Intrabar, intrabar, "intrabar"),
                        funding_mode=parse_enum(FundingMode, funding, "funding"),
@@ -251,7 +267,8 @@ def backtest(market, strategy_or_targets, *, venue: str = "binance", margin: str
                        max_widening=float(exe.max_widening if exe else 1.0),
                        stop_dist_t=stops["stop_dist_t"], trail=stops["trail"],
                        breakeven=stops["breakeven"], time_stop=stops["time_stop"],
-                       dyn_stops=bool(stops["trail"] or np.isfinite(stops["breakeven"]).any()))
+                       dyn_stops=bool(stops["trail"] or np.isfinite(stops["breakeven"]).any()),
+                       notional_targets=notional_targets)
     mkt = market_arrays(market)
     for scale in (1, 8, 64, 1024):
         buf = allocate_buffers(changes, mkt, not stats_only, insts,
@@ -272,5 +289,7 @@ def backtest(market, strategy_or_targets, *, venue: str = "binance", margin: str
         raise RuntimeError("perpbt bug: a record buffer was too small; please report this run")
     settings = dict(venue=venue, margin=margin, leverage=leverage, liquidation=policy_name,
                     initial_capital=float(initial_capital), intrabar=intrabar,
-                    stop=stop, take=take, execution=exe)
-    return Result(market, targets, settings, buf, acct, cnt, insts, stats_only)
+                    stop=stop, take=take, execution=exe, sizing=sizing)
+    res = Result(market, targets, settings, buf, acct, cnt, insts, stats_only)
+    res.sizing_caps = caps  # sizes above the leverage, capped there (perpbt.sizing)
+    return res

@@ -202,6 +202,7 @@ class Strategy:
     name: ClassVar[str] = ""
     default_stop: ClassVar[Any] = None
     default_take: ClassVar[Any] = None
+    default_sizing: ClassVar[Any] = None  # a perpbt.sizing rule; pb.backtest(sizing=) wins
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

@@ -48,8 +48,8 @@ from perpbt.venues import get_venue
 
 AXES = ("stop", "sizing", "leverage", "margin", "venue")
 # pb.backtest keywords sweep sets itself (its own arguments) or never forwards
-_OWN_KEYWORDS = ("market", "strategy_or_targets", "stop", "leverage", "margin", "venue",
-                 "stats_only")
+_OWN_KEYWORDS = ("market", "strategy_or_targets", "stop", "sizing", "leverage", "margin",
+                 "venue", "stats_only")
 
 Part = list  # list[tuple[int, dict[str, Any]]]: (combination index, stats) pairs
 
@@ -64,9 +64,11 @@ class Combo:
     leverage: Any
     margin: str
     venue: str
+    sizing: Any = None
 
     def describe(self, job: "SweepJob") -> str:
-        return (f"{job.labels[self.frame]}, stop={self.stop!r}, leverage={self.leverage!r}, "
+        return (f"{job.labels[self.frame]}, stop={self.stop!r}, sizing={self.sizing!r}, "
+                f"leverage={self.leverage!r}, "
                 f"margin={self.margin!r}, venue={self.venue!r}")
 
 
@@ -84,8 +86,8 @@ def run_combo(job: SweepJob, combo: Combo) -> dict[str, Any]:
     """The stats of one combination (``Result.stats()`` as a plain dict)."""
     try:
         res = perpbt.backtest(job.market, job.frames[combo.frame], stop=combo.stop,
-                              leverage=combo.leverage, margin=combo.margin, venue=combo.venue,
-                              **job.options)
+                              sizing=combo.sizing, leverage=combo.leverage,
+                              margin=combo.margin, venue=combo.venue, **job.options)
     except (ValueError, NotImplementedError) as exc:
         raise ValueError(f"sweep combination {combo.index} ({combo.describe(job)}): "
                          f"{exc}") from exc
@@ -266,12 +268,13 @@ def check_options(backtest_kw: Mapping[str, Any], own: Sequence[str] = _OWN_KEYW
 
 
 def check_sizing(sizing: Any) -> list:
+    """The sizing axis: None (the strategy's own exposures) or perpbt.sizing rules."""
+    from perpbt.sizing import _check
+
     values = axis_values("sizing", sizing)
-    if any(v is not None for v in values):
-        raise NotImplementedError(
-            f"sweep: sizing={sizing!r} is not supported yet; sizing rules come with their own "
-            f"issue. Pass sizing=None (or [None]) and size positions in the strategy (its "
-            f"exposure parameter)")
+    for v in values:
+        if v is not None:
+            _check(v)
     return values
 
 
@@ -300,7 +303,8 @@ def sweep(market, strategy_cls: type, grid: Mapping[str, Any], *, stop: Any = No
 
     ``grid`` maps ``strategy_cls`` parameter names to lists of values (a scalar is fixed);
     ``stop`` (a fraction of the entry or ``pb.StopLoss``), ``leverage``, ``margin`` and
-    ``venue`` take a scalar or a list (each list is an axis); ``sizing`` only None for now.
+    ``venue`` take a scalar or a list (each list is an axis); ``sizing`` takes perpbt.sizing
+    rules or None (None and a None stop: the strategy's ``default_sizing``/``default_stop``).
     ``executor``: "local", "processes", a ``ProcessExecutor`` or ``pb.DaskExecutor``. Other
     keywords (``take``, ``initial_capital``, ``funding``, ``liquidation``, ``execution`` ...)
     go to every ``pb.backtest``.
@@ -337,9 +341,14 @@ def sweep(market, strategy_cls: type, grid: Mapping[str, Any], *, stop: Any = No
     engine_axes = list(itertools.product(stops, sizings, leverages, margins, venues))
     for p, params in enumerate(param_sets):
         for s, z, lev, mar, ven in engine_axes:
-            combos.append(Combo(len(combos), set_frame[p], s, lev, mar, ven))
+            # the strategy's own stop and sizing where the axis says None, as pb.backtest
+            s_run = strategy_cls.default_stop if s is None else s
+            z_run = getattr(strategy_cls, "default_sizing", None) if z is None else z
+            combos.append(Combo(len(combos), set_frame[p], s_run, lev, mar, ven, z_run))
             rows.append({**params, "stop": s, "sizing": z, "leverage": lev, "margin": mar,
                          "venue": ven})
+    if options.get("take") is None and strategy_cls.default_take is not None:
+        options = {**options, "take": strategy_cls.default_take}
     job = SweepJob(market, frames, labels, {**options, "stats_only": bool(stats_only)})
 
     stats: dict[int, dict] = {}

@@ -86,7 +86,7 @@ def test_sweep_wrong_grid_key_raises_before_running(market):
     assert CountingCross.calls == 0
     with pytest.raises(TypeError, match="did you mean 'initial_capital'"):
         pb.sweep(market, CountingCross, {"fast": [6]}, initial_capital_=5, progress=False)
-    with pytest.raises(NotImplementedError, match="sizing"):
+    with pytest.raises(TypeError, match="sizing: expected one of"):
         pb.sweep(market, CountingCross, {"fast": [6]}, sizing=["kelly"], progress=False)
     with pytest.raises(ValueError, match="margin"):
         pb.sweep(market, CountingCross, {"fast": [6]}, margin=["isolated", "crss"],

@@ -34,7 +34,7 @@ def round_to_lot_nb(qty_abs, lot):
 
 
 @jit_nb
-def desired_positions_nb(t, targets, mkt, ps, ins, acct, want, has_order):
+def desired_positions_nb(t, targets, mkt, ps, ins, cfg, acct, want, has_order):
     """Fill ``want`` with the target positions of the orders sent at t's open."""
     any_order = False
     equity = acct[A_EQUITY_OPEN]
@@ -53,7 +53,8 @@ def desired_positions_nb(t, targets, mkt, ps, ins, acct, want, has_order):
         if tgt == 0.0:
             want[n] = 0.0
             continue
-        qty_abs = round_to_lot_nb(abs(tgt) * max(equity, 0.0) / mkt.open[t, n], ins.lot_size[n])
+        notional = abs(tgt) if cfg.notional_targets else abs(tgt) * max(equity, 0.0)
+        qty_abs = round_to_lot_nb(notional / mkt.open[t, n], ins.lot_size[n])
         want[n] = qty_abs if tgt > 0 else -qty_abs
     return any_order
 
@@ -103,7 +104,7 @@ def open_fill_nb(t, n, qty_abs, order_sign, mkt, ps, cfg):
 @jit_nb
 def execute_orders_nb(t, targets, mkt, ps, ins, cfg, acct, cnt, buf, want, has_order):
     """Send the orders of bar t's open; returns True when any position changed."""
-    if not desired_positions_nb(t, targets, mkt, ps, ins, acct, want, has_order):
+    if not desired_positions_nb(t, targets, mkt, ps, ins, cfg, acct, want, has_order):
         return False
     n_sym = ps.qty.shape[0]
     for n in range(n_sym):

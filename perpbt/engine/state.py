@@ -70,6 +70,7 @@ class EngineConfig(NamedTuple):
                                # to the entry price; NaN = none
     time_stop: np.ndarray      # (N,) int64 bars after the entry bar to exit at the open; -1 none
     dyn_stops: bool            # trail or break-even: levels move at segment ends
+    notional_targets: bool     # targets are quote notionals (FixedNotional), not exposures
 
 
 class PositionState(NamedTuple):
