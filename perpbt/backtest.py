@@ -42,6 +42,7 @@ def target_frame(market, strategy_or_targets) -> tuple[pd.DataFrame, str]:
     if isinstance(obj, Strategy):
         source = repr(obj)
         obj = obj.signals(market)
+        strategy_or_targets._last_targets = obj if isinstance(obj, Targets) else None
     if isinstance(obj, Targets):
         obj = obj.to_frame(market.index, pd.Index(market.symbols))
     if isinstance(obj, pd.Series) and market.n_symbols == 1:
@@ -62,6 +63,20 @@ def target_frame(market, strategy_or_targets) -> tuple[pd.DataFrame, str]:
         raise ValueError(f"{source}: targets index differs from the market's bar times first at "
                          f"row {bad} ({index[bad]} vs {market.index[bad]})")
     return obj, source
+
+
+def target_stops(strategy_or_targets, market, source: str) -> np.ndarray:
+    """(T, N) Targets.stop per fill bar: the row decided at t's close applies to the fill at
+    t+1 (fraction of the average entry; NaN: the stop rule's distance), or (0, N)."""
+    obj = strategy_or_targets
+    if isinstance(obj, Strategy):
+        obj = obj._last_targets if getattr(obj, "_last_targets", None) is not None else None
+    if not isinstance(obj, Targets) or obj.stop is None:
+        return np.zeros((0, market.n_symbols))
+    frame = obj.stop_frame(market.index, pd.Index(market.symbols), source=source)
+    out = np.full((market.n_bars, market.n_symbols), np.nan)
+    out[1:] = frame.to_numpy(dtype=np.float64, na_value=np.nan)[:-1]
+    return out
 
 
 def _leverage_array(leverage, market) -> np.ndarray:
@@ -159,8 +174,8 @@ def target_values(frame: pd.DataFrame, source: str, lev: np.ndarray, market,
         raise ValueError(f"{source}: target exposure is infinite for {market.symbols[n]} at "
                          f"{_iso(market, t)}")
     if kind == SCAN_OVER_LEVERAGE:
-        raise ValueError(f"target exposure {values[t, n]:g} for {market.symbols[n]} at "
-                         f"{_iso(market, t)} exceeds leverage {lev[n]:g} (isolated margin)")
+        raise ValueError(f"{source}: target exposure {values[t, n]:g} for {market.symbols[n]} "
+                         f"at {_iso(market, t)} exceeds leverage {lev[n]:g} (isolated margin)")
     return values, changes
 
 
@@ -268,7 +283,8 @@ def backtest(market, strategy_or_targets, *, venue: str = "binance", margin: str
                        stop_dist_t=stops["stop_dist_t"], trail=stops["trail"],
                        breakeven=stops["breakeven"], time_stop=stops["time_stop"],
                        dyn_stops=bool(stops["trail"] or np.isfinite(stops["breakeven"]).any()),
-                       notional_targets=notional_targets)
+                       notional_targets=notional_targets,
+                       stop_frac_t=target_stops(strategy_or_targets, market, source))
     mkt = market_arrays(market)
     for scale in (1, 8, 64, 1024):
         buf = allocate_buffers(changes, mkt, not stats_only, insts,

@@ -61,9 +61,14 @@ def set_exit_levels_nb(n, bar, ps, cfg, buf):
     if q == 0.0:
         ps.stop_level[n] = np.nan
         ps.take_level[n] = np.nan
+        ps.stop_frac[n] = np.nan
         return
     side = 1.0 if q > 0 else -1.0
-    if cfg.stop_dist_t.shape[0] > 0:
+    if cfg.stop_frac_t.shape[0] > 0 and not np.isnan(cfg.stop_frac_t[bar, n]):
+        ps.stop_frac[n] = cfg.stop_frac_t[bar, n]  # the strategy's own stop for this fill
+    if not np.isnan(ps.stop_frac[n]):
+        ps.stop_dist[n] = ps.entry[n] * ps.stop_frac[n]
+    elif cfg.stop_dist_t.shape[0] > 0:
         ps.stop_dist[n] = cfg.stop_dist_t[bar, n]
     else:
         ps.stop_dist[n] = ps.entry[n] * cfg.stop_pct[n]  # NaN pct -> no stop

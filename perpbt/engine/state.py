@@ -71,6 +71,8 @@ class EngineConfig(NamedTuple):
     time_stop: np.ndarray      # (N,) int64 bars after the entry bar to exit at the open; -1 none
     dyn_stops: bool            # trail or break-even: levels move at segment ends
     notional_targets: bool     # targets are quote notionals (FixedNotional), not exposures
+    stop_frac_t: np.ndarray    # (T, N) Targets.stop per fill bar (fraction of entry; NaN: the
+                               # rule's distance) or (0, N)
 
 
 class PositionState(NamedTuple):
@@ -97,6 +99,7 @@ class PositionState(NamedTuple):
     best: np.ndarray           # (N,) best price since entry on the stop's trigger series
     stop_dist: np.ndarray      # (N,) stop distance in price (NaN = none), set at each fill
     entry_bar: np.ndarray      # (N,) int64 bar the open trade started
+    stop_frac: np.ndarray      # (N,) the targets' stop fraction in force (NaN: none)
 
 
 class Buffers(NamedTuple):
@@ -182,4 +185,4 @@ def new_position_state(n_symbols: int) -> PositionState:
                          np.full(n_symbols, -1, dtype=np.int64),
                          np.full(n_symbols, -1, dtype=np.int64), f(),
                          np.full(n_symbols, -1, dtype=np.int64), nan(), nan(),
-                         np.full(n_symbols, -1, dtype=np.int64))
+                         np.full(n_symbols, -1, dtype=np.int64), nan())

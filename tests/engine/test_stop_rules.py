@@ -99,3 +99,22 @@ def test_bad_stop_rules_are_errors():
         run([FLAT] * 3, [pb.StopLoss(0.01), pb.StopLoss(0.02)])
     with pytest.raises(TypeError, match="stop: expected"):
         run([FLAT] * 3, "tight")
+
+
+def test_targets_carry_their_own_stop_distance():
+    # the row decided at bar 0 says 3 %: the fill at bar 1's open (100) gets its stop at 97,
+    # not the backtest's 5 % (95); bar 2 falls 100 -> 96: the stop fills at 97 at s = 0.75
+    import pandas as pd
+
+    class WithStop(pb.Strategy):
+        def signals(self, m):
+            long = pd.DataFrame(True, index=m.index, columns=list(m.symbols))
+            return pb.Targets(long=long, stop=0.03)
+
+    m = make_market({"A": [FLAT, FLAT, (100.0, 100.0, 96.0, 97.0), FLAT]})
+    res = pb.backtest(m, WithStop(), margin="isolated", leverage=10, stop=0.05)
+    e = exits(res)
+    assert list(e["bar"]) == [2]
+    assert e["price"].iloc[0] == pytest.approx(97.0, rel=1e-12)
+    assert e["s"].iloc[0] == pytest.approx(0.75, rel=1e-12)
+    assert res.trades["stop_price"].iloc[0] == pytest.approx(97.0, rel=1e-12)
