@@ -1,0 +1,228 @@
+"""Sweep benchmark: 1,000 combinations (strategy parameter x stop x leverage) on one
+100,000-bar series, stats only, through ``pb.sweep`` and through vectorbt; then the speed-up of
+``pb.sweep`` from one core to two.
+
+    NUMBA_CACHE_DIR=/tmp/nbc_bench python benchmarks/bench_sweep.py [--combos 1000]
+        [--bars 100000] [--repeat 5]
+
+The series is ``bench_engine.make_market(bars)`` (1-minute bars, funding every 8 h, an
+illustrative 4-tier table). The strategy is ``strategies/ma_cross.py`` (resolved by name as
+``perpbt run ma_cross`` does) with ``slow=240`` and ``exposure=3``; the grid is ``fast`` x
+``stop`` (percent of entry) x ``leverage``, about the cube root of ``--combos`` values each.
+Every perpbt mechanism is on: funding (strict), tiered maintenance, stops, liquidation (the
+venue's policy) and the execution model (``execution=True``).
+
+vectorbt runs ``Portfolio.from_signals`` once over all the columns: the same MaCross entries
+(long and short, edge-triggered, shifted one bar so they fill at the next open), ``sl_stop``
+per column, taker fee, each entry with all the column's cash (vectorbt has no leverage, so
+each leverage value is one more identical column: the same simulation work per combination),
+``total_return`` per column. vectorbt does less per bar (no funding, tiers, liquidation or
+execution model), so the comparison favours it.
+The signal frames are built outside the timed region on both sides except that ``pb.sweep``
+computes the strategy's signals itself (once per ``fast`` value; a few ms each).
+
+Core scaling: ``pb.sweep(executor="local")`` against ``pb.ProcessExecutor(max_workers=2)``,
+interleaved, ``--repeat`` times each; the pool is created by each sweep, so its start-up is
+part of the 2-worker time (as a user pays it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import math
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+HERE = Path(__file__).resolve().parent
+if str(HERE) not in sys.path:
+    sys.path.insert(0, str(HERE))
+
+import bench_engine as be  # noqa: E402
+
+SLOW = 240          # bars (4 h of 1-minute bars)
+EXPOSURE = 3.0      # |notional| / equity
+TARGETS = dict(vbt_ratio=30.0, two_core_speedup=1.7)
+
+
+def axes_for(combos: int) -> tuple[list[int], list[float], list[float]]:
+    """(fast values, stops, leverages) whose product is about ``combos`` (cube root each)."""
+    n = max(1, round(combos ** (1.0 / 3.0)))
+    n_lev = max(1, math.ceil(combos / (n * n)))
+    fasts = [int(v) for v in np.linspace(10, 120, n).round()] if n > 1 else [30]
+    fasts = sorted(set(fasts))
+    stops = [float(v) for v in np.round(np.linspace(0.005, 0.05, n), 4)] if n > 1 else [0.02]
+    levs = [float(v) for v in np.round(np.linspace(5, 50, n_lev), 2)] if n_lev > 1 else [20.0]
+    return fasts, stops, levs
+
+
+def ma_cross_class():
+    from perpbt.cli import load_strategy_class, resolve_strategy_path
+
+    return load_strategy_class(*resolve_strategy_path("ma_cross"))
+
+
+def sweep_runner(market, strategy_cls, fasts, stops, levs, executor):
+    import perpbt as pb
+
+    def run():
+        return pb.sweep(market, strategy_cls, {"fast": fasts, "slow": SLOW, "exposure": EXPOSURE},
+                        stop=stops, leverage=levs, margin="isolated", venue="binance",
+                        initial_capital=be.CAPITAL, execution=True, funding="strict",
+                        executor=executor, progress=False)
+    return run
+
+
+def vbt_inputs(market, strategy_cls, fasts, stops, levs):
+    """(close, open, entries, short_entries, sl_stop) with one column per combination, in
+    pb.sweep's row order (fast, then stop, then leverage; the last varies fastest)."""
+    index = market.index.tz_localize(None)  # see bench_engine.vbt_runner
+    T = len(index)
+    n_inner = len(stops) * len(levs)
+    n_cols = len(fasts) * n_inner
+    entries = np.zeros((T, n_cols), dtype=bool)
+    short_entries = np.zeros((T, n_cols), dtype=bool)
+    for k, fast in enumerate(fasts):
+        tgt = strategy_cls(fast=fast, slow=SLOW, exposure=EXPOSURE).signals(market)
+        from perpbt.backtest import target_frame
+
+        frame, _ = target_frame(market, tgt)
+        x = frame.iloc[:, 0].to_numpy(dtype=float)
+        # pb: the target at t fills at t+1's open and only a change of target is an order
+        prev = np.concatenate(([np.nan], x[:-1]))
+        changed = ~np.isnan(x) & ~(x == prev)
+        long_e = np.zeros(T, dtype=bool)
+        short_e = np.zeros(T, dtype=bool)
+        long_e[1:] = (changed & (x > 0))[:-1]
+        short_e[1:] = (changed & (x < 0))[:-1]
+        cols = slice(k * n_inner, (k + 1) * n_inner)
+        entries[:, cols] = long_e[:, None]
+        short_entries[:, cols] = short_e[:, None]
+    sl = np.array([s for s in stops for _ in levs] * len(fasts), dtype=float)[None, :]
+    close = market.arrays["close"][:, 0]
+    opens = market.arrays["open"][:, 0]
+    return index, close, opens, entries, short_entries, sl
+
+
+def vbt_runner(market, strategy_cls, fasts, stops, levs):
+    import vectorbt as vbt
+
+    index, close, opens, entries, short_entries, sl = vbt_inputs(market, strategy_cls, fasts,
+                                                                 stops, levs)
+    cols = pd.RangeIndex(entries.shape[1], name="combo")
+    close_df = pd.DataFrame(np.broadcast_to(close[:, None], entries.shape), index=index,
+                            columns=cols)
+    price_df = pd.DataFrame(np.broadcast_to(opens[:, None], entries.shape), index=index,
+                            columns=cols)
+    entries_df = pd.DataFrame(entries, index=index, columns=cols)
+    short_df = pd.DataFrame(short_entries, index=index, columns=cols)
+
+    def run():
+        pf = vbt.Portfolio.from_signals(close_df, entries_df, short_entries=short_df,
+                                        price=price_df, sl_stop=sl, fees=be.TAKER,
+                                        init_cash=be.CAPITAL, freq="1min")
+        return pf.total_return()
+    return run
+
+
+def _burn(n: int) -> int:
+    total = 0
+    for i in range(n):
+        total += i * i
+    return total
+
+
+def machine_speedup(workers: int, n: int = 4_000_000) -> float:
+    """Pure-Python busy loops: serial time / time in a pool of ``workers`` processes (what
+    the machine itself gives from more cores, the ceiling for any process executor)."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(workers) as pool:
+        list(pool.map(_burn, [1_000] * workers))  # start the workers outside the timing
+        t0 = time.perf_counter()
+        list(pool.map(_burn, [n] * workers))
+        par = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    for _ in range(workers):
+        _burn(n)
+    return (time.perf_counter() - t0) / par
+
+
+def timed(fn):
+    gc.collect()
+    t0 = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - t0, out
+
+
+def main(argv=None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--combos", type=int, default=1_000)
+    ap.add_argument("--bars", type=int, default=100_000)
+    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--skip-vbt", action="store_true")
+    args = ap.parse_args(argv)
+
+    import perpbt as pb
+
+    market, _ = be.make_market(args.bars)
+    strategy_cls = ma_cross_class()
+    fasts, stops, levs = axes_for(args.combos)
+    n = len(fasts) * len(stops) * len(levs)
+    print(f"sweep benchmark: {n:,} combinations ({len(fasts)} fast x {len(stops)} stops x "
+          f"{len(levs)} leverages) on {args.bars:,} bars, stats only; funding, tiers, stops, "
+          f"liquidations and the execution model on")
+    out: dict = {"combos": n, "bars": args.bars}
+
+    local = sweep_runner(market, strategy_cls, fasts, stops, levs, "local")
+    sweep_runner(market, strategy_cls, fasts[:1], stops[:1], levs[:1], "local")()  # compile
+    t_pb, frame = timed(local)
+    out["perpbt_s"] = t_pb
+    out["perpbt_runs_per_s"] = n / t_pb
+    out["liquidations"] = int(frame["liquidations"].sum())
+    print(f"perpbt pb.sweep (1 core)       {t_pb:8.2f} s  {n / t_pb:10,.1f} runs/s  "
+          f"({out['liquidations']:,} liquidations in all runs)")
+
+    if not args.skip_vbt:
+        vbt = vbt_runner(market, strategy_cls, fasts, stops, levs)
+        t_first, _ = timed(vbt)  # compiles vectorbt's kernels for these shapes and layouts
+        t_vbt, _ = timed(vbt)
+        out["vbt_first_s"] = t_first
+        out["vbt_s"] = t_vbt
+        out["vbt_runs_per_s"] = n / t_vbt
+        out["ratio"] = t_vbt / t_pb
+        print(f"vectorbt from_signals sl_stop  {t_vbt:8.2f} s  {n / t_vbt:10,.1f} runs/s  "
+              f"(second call; the first, compiling, took {t_first:.2f} s)")
+        print(f"throughput ratio perpbt / vectorbt: {out['ratio']:.2f}x "
+              f"(target {TARGETS['vbt_ratio']:.0f}x)")
+
+    two = sweep_runner(market, strategy_cls, fasts, stops, levs,
+                       pb.ProcessExecutor(max_workers=args.workers))
+    t1, t2 = [], []
+    for _ in range(args.repeat):
+        t1.append(timed(local)[0])
+        t2.append(timed(two)[0])
+    speedups = [a / b for a, b in zip(t1, t2)]
+    out.update(one_core_s=statistics.median(t1), two_core_s=statistics.median(t2),
+               speedup=statistics.median(speedups), speedup_min=min(speedups),
+               speedup_max=max(speedups))
+    print(f"1 core (local): median {out['one_core_s']:.2f} s (min {min(t1):.2f}, max "
+          f"{max(t1):.2f}); {args.workers} workers (processes): median {out['two_core_s']:.2f} s "
+          f"(min {min(t2):.2f}, max {max(t2):.2f}); {args.repeat} interleaved runs each")
+    print(f"speed-up 1 -> {args.workers} workers: {out['speedup']:.2f}x (min "
+          f"{out['speedup_min']:.2f}, max {out['speedup_max']:.2f}; target "
+          f"{TARGETS['two_core_speedup']:.1f}x)")
+    out["machine_speedup"] = machine_speedup(args.workers)
+    print(f"machine check: pure-Python busy loops in {args.workers} processes run "
+          f"{out['machine_speedup']:.2f}x faster than serially (the ceiling on this machine)")
+    return out
+
+
+if __name__ == "__main__":
+    main()
