@@ -42,7 +42,7 @@ import pandas as pd
 import perpbt
 from perpbt.backtest import target_frame
 from perpbt.enums import MarginMode, parse_enum
-from perpbt.risk import StopLoss, exit_rule_arrays
+from perpbt.risk import stop_rules
 from perpbt.strategy import Strategy
 from perpbt.venues import get_venue
 
@@ -289,7 +289,7 @@ def check_axes(market, stops: list, leverages: list, margins: list, venues: list
             if isinstance(x, bool) or not isinstance(x, (int, float, np.number)) or not x >= 1:
                 raise ValueError(f"sweep: leverage {lev!r} is not a number >= 1")
     for s in stops:
-        exit_rule_arrays(s, StopLoss, market.n_symbols)
+        stop_rules(s, market)  # every stop rule pb.backtest takes (pct, ATR, trailing ...)
         if isinstance(s, (int, float)) and not 0 < s < 1:
             raise ValueError(f"sweep: stop {s!r} is not a fraction in (0, 1); 0.02 = 2 %")
 

@@ -123,3 +123,18 @@ def test_which_stop_and_sizing_survive_at_10_25_50x():
     single = pb.backtest(market, Trend(), stop=row["stop"], sizing=row["sizing"],
                          leverage=row["leverage"]).stats()
     assert row["total_return"] == pytest.approx(single["total_return"], rel=1e-12)
+
+
+def test_sweep_takes_atr_and_trailing_stops():
+    # an ATR stop has no pct: the sweep validates it through the same rules as pb.backtest
+    class Trend(pb.Strategy):
+        def signals(self, m):
+            up = m.close > m.close.rolling(24).mean()
+            return pb.Targets(long=up)
+
+    market = pb.data.scenario("flash_crash", seed=3)
+    table = pb.sweep(market, Trend, {}, stop=[pb.StopLoss(atr=2.0),
+                                              pb.StopLoss(0.02, trailing=True)],
+                     leverage=[10], progress=False)
+    single = pb.backtest(market, Trend(), stop=pb.StopLoss(atr=2.0), leverage=10).stats()
+    assert table["total_return"].iloc[0] == pytest.approx(single["total_return"], rel=1e-12)
