@@ -1,6 +1,10 @@
-"""Liquidation policies ``ioc``, ``tiered`` and ``multibar`` (DESIGN sections 5 and 6), numba.
+"""Liquidation policies ``takeover``, ``ioc``, ``tiered`` and ``multibar`` (DESIGN 5, 6), numba.
 
 A liquidation first plans its forced fills without touching the books, then applies them:
+
+- ``takeover``: nothing is sold; the venue takes the whole position at the bankruptcy price.
+  With X = side * qty * (trigger mark - BP) the clearance fee is min(rate * qty * BP,
+  max(X, 0)) and the fund changes by X - fee (negative after a gap beyond BP).
 
 - ``ioc`` (Binance): one immediate-or-cancel order per position (cross: largest requirement
   first), limited at the bankruptcy price and capped by the execution model's liquidity. If
@@ -42,7 +46,7 @@ from perpbt.engine.execution import (cap_left_nb, fill_price_nb, qty_within_limi
 from perpbt.engine.fills import reduce_position_nb
 from perpbt.engine.liquidation import cross_share_weight_nb
 from perpbt.engine.records import write_liq_nb
-from perpbt.engine.requirements import is_cross_nb, position_requirement_nb, upnl_nb
+from perpbt.engine.requirements import position_requirement_nb, upnl_nb
 from perpbt.engine.state import (A_CLEARANCE, A_INSURANCE, A_WALLET, C_EVENTS, C_LIQ_ACTIVE,
                                  C_LIQS)
 from perpbt.enums import FillReason, LiqPolicy, Venue
@@ -52,7 +56,7 @@ COMPLIANT_EPS = 1e-9  # compliance margin, as a fraction of the position's notio
 
 
 @jit_nb
-def forced_quote_nb(t, n, s, qty_abs, order_sign, ref, stress, mkt, ps, cfg):
+def forced_quote_nb(t, n, s, stress, mkt, ps, cfg):
     """(available base units, half spread, impact volume, sigma) of a forced order of symbol
     n at bar-time s of bar t: the participation cap left and the stressed spread."""
     if not cfg.exec_on:
@@ -218,6 +222,8 @@ def plan_forced_nb(t, s, marks, ps, ins, mkt, cfg, scratch, order, count, equity
     Pieces land in scratch.plan_n/q/p; scratch.rem holds what is left of each position.
     """
     policy = cfg.liq_policy
+    if policy == LiqPolicy.takeover:  # nothing is sold: the venue takes it all at BP
+        return 0, False
     rem = scratch.rem
     refs = scratch.refs
     bps = scratch.bps
@@ -238,8 +244,7 @@ def plan_forced_nb(t, s, marks, ps, ins, mkt, cfg, scratch, order, count, equity
         notional = q_all * marks[n]
         eps = COMPLIANT_EPS * max(notional, 1.0)
         while rem[n] > 0.0:
-            avail, hs, vol, sigma = forced_quote_nb(t, n, s, rem[n], order_sign, refs[n],
-                                                    cfg.stress[n], mkt, ps, cfg)
+            avail, hs, vol, sigma = forced_quote_nb(t, n, s, cfg.stress[n], mkt, ps, cfg)
             if policy == LiqPolicy.multibar:
                 q = min(rem[n], avail)
                 compliant_q = -1.0
@@ -325,7 +330,7 @@ def apply_partial_nb(t, s, n_pieces, marks, ps, ins, cfg, acct, cnt, buf, scratc
                 buf.trades[tid]["liquidated"] = 1
                 buf.trades[tid]["min_liq_distance"] = 0.0
         ps.partial_bar[n] = t
-        write_liq_nb(buf, cnt, event_id, t, n, s, marks[n], lp[n], lpf[n], np.nan,
+        write_liq_nb(buf, cnt, event_id, t, n, s, marks[n], lp[n], lpf[n], scratch.bps[n],
                      side * q_sum, value / q_sum, fee_sum, -realized_sum + fee_sum, 0.0,
                      upnl_trig[n], 1, cfg.liq_policy)
         r = buf.liqs[cnt[C_LIQS] - 1]
@@ -391,7 +396,10 @@ def apply_full_nb(t, s, n_only, n_pieces, marks, ps, ins, cfg, acct, cnt, buf, s
             gain += side * rest * (marks[n] - bps[n])
             value += rest * bps[n]
             filled += rest
-        avg = value / filled if filled > 0.0 else np.nan
+        if taken > 0.0 and taken == filled:
+            avg = bps[n]  # all taken over: exactly the bankruptcy price
+        else:
+            avg = value / filled if filled > 0.0 else np.nan
         write_liq_nb(buf, cnt, event_id, t, n, s, marks[n], lp[n], lpf[n], bps[n], qty0, avg,
                      0.0, user_loss[n], gain, upnl_trig[n], 1, cfg.liq_policy)
         rec = cnt[C_LIQS] - 1
@@ -484,8 +492,7 @@ def continue_forced_nb(t, mkt, ps, ins, cfg, acct, cnt, buf):
         q_left = abs(ps.qty[n])
         side = 1.0 if ps.qty[n] > 0 else -1.0
         ref = mkt.open[t, n]
-        avail, hs, vol, sigma = forced_quote_nb(t, n, 0.0, q_left, -side, ref, cfg.stress[n],
-                                                mkt, ps, cfg)
+        avail, hs, vol, sigma = forced_quote_nb(t, n, 0.0, cfg.stress[n], mkt, ps, cfg)
         q = min(q_left, avail)
         r = buf.liqs[rec]
         if q > 0.0:

@@ -20,11 +20,10 @@ from perpbt._jit import jit_nb
 from perpbt.engine.execution import cap_left_nb, fill_price_nb, quote_cfg_nb
 from perpbt.engine.fills import advance_best_nb, reduce_position_nb
 from perpbt.engine.forced import liquidate_policy_nb
-from perpbt.engine.liquidation import (liquidate_cross_nb, liquidate_isolated_nb,
-                                       refresh_liq_prices_nb)
+from perpbt.engine.liquidation import refresh_liq_prices_nb
 from perpbt.engine.requirements import cross_health_nb, is_cross_nb
 from perpbt.engine.state import A_WALLET, C_LIQ_ACTIVE, C_STOPS
-from perpbt.enums import FillReason, Intrabar, LiqPolicy, PriceTrigger, Venue
+from perpbt.enums import FillReason, Intrabar, PriceTrigger, Venue
 
 EV_NONE = -1
 EV_LIQ = 0
@@ -244,7 +243,7 @@ def walk_nb(t, s_from, s_to, mkt, ps, ins, cfg, acct, cnt, buf, scratch):
                 break
             s_cur = s_end
             continue
-        if best_kind == EV_LIQ and cfg.liq_policy != LiqPolicy.takeover:
+        if best_kind == EV_LIQ:
             marks_at_nb(mark_path, best_s, marks)
             if not cross:
                 marks[best_n] = best_price  # the crossing level itself (no rounding drift)
@@ -253,12 +252,6 @@ def walk_nb(t, s_from, s_to, mkt, ps, ins, cfg, acct, cnt, buf, scratch):
             w = scratch.liq_work
             liquidate_policy_nb(t, best_s, -1 if cross else best_n, marks, ps, ins, mkt, cfg,
                                 acct, cnt, buf, scratch, scratch.order, w[0], w[1], w[2], w[3])
-        elif best_kind == EV_LIQ:
-            if cross:
-                marks_at_nb(mark_path, best_s, marks)
-                liquidate_cross_nb(t, best_s, marks, ps, ins, cfg, acct, cnt, buf)
-            else:
-                liquidate_isolated_nb(best_n, t, best_s, best_price, ps, ins, cfg, acct, cnt, buf)
         else:
             reason = FillReason.stop_loss if best_kind == EV_STOP else FillReason.take_profit
             exit_fill_nb(t, best_n, best_s, best_price, reason, mkt, ps, ins, cfg, acct, cnt,
