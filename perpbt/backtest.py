@@ -56,12 +56,14 @@ def target_frame(market, strategy_or_targets) -> tuple[pd.DataFrame, str]:
     if set(map(str, obj.columns)) != set(market.symbols):
         raise ValueError(f"{source}: target columns {list(obj.columns)} are not the market's "
                          f"symbols {list(market.symbols)}")
-    obj = obj[list(market.symbols)]
-    index = pd.DatetimeIndex(obj.index)
-    if not index.equals(market.index):
-        bad = int(np.argmax(index != market.index))
-        raise ValueError(f"{source}: targets index differs from the market's bar times first at "
-                         f"row {bad} ({index[bad]} vs {market.index[bad]})")
+    if list(obj.columns) != list(market.symbols):
+        obj = obj[list(market.symbols)]
+    if obj.index is not market.index:
+        index = pd.DatetimeIndex(obj.index)
+        if not index.equals(market.index):
+            bad = int(np.argmax(index != market.index))
+            raise ValueError(f"{source}: targets index differs from the market's bar times first "
+                             f"at row {bad} ({index[bad]} vs {market.index[bad]})")
     return obj, source
 
 
@@ -150,33 +152,53 @@ def pack_instruments(insts: list[Instrument], market, venue_preset, lev: np.ndar
         tier_mmr=arrs["mmr"], tier_amt=arrs["amt"], max_notional=max_notional)
 
 
+def settlement_bars(rate: np.ndarray, covered: np.ndarray) -> np.ndarray:
+    """Bars where any symbol settles funding or lacks coverage, then len(rate) (sentinel)."""
+    bars = np.flatnonzero(~np.isnan(rate).all(axis=1) | ~covered.all(axis=1))
+    return np.append(bars, len(rate)).astype(np.int64)
+
+
 def market_arrays(market) -> MarketArrays:
-    """The market as engine arrays."""
+    """The market as engine arrays (the settlement bars are computed once per Market: its
+    arrays are not to be changed in place)."""
     a = market.arrays
     # C-contiguous and writable: a read-only array (pandas 3 copy-on-write hands those out)
     # is another numba type and would compile the kernel a second time
     c = lambda k: np.require(a[k], np.float64, ["C", "W"])  # noqa: E731
+    rate = c("funding_rate")
+    covered = np.require(a["funding_covered"], np.bool_, ["C", "W"])
+    cached = getattr(market, "_settle_bars", None)  # (rate, covered, bars)
+    if cached is None or cached[0] is not rate or cached[1] is not covered:
+        cached = (rate, covered, settlement_bars(rate, covered))
+        market._settle_bars = cached
     return MarketArrays(np.require(market.time_ms, np.int64, ["C", "W"]), c("open"),
                         c("high"), c("low"), c("close"), c("volume"), c("mark_open"),
-                        c("mark_high"), c("mark_low"), c("mark_close"), c("funding_rate"),
-                        np.require(a["funding_covered"], np.bool_, ["C", "W"]))
+                        c("mark_high"), c("mark_low"), c("mark_close"), rate, covered,
+                        cached[2])
 
 
 def target_values(frame: pd.DataFrame, source: str, lev: np.ndarray, market,
-                  margin_mode: int) -> tuple[np.ndarray, int]:
-    """(values as a read-only C array, number of target changes); raises on an infinite
-    exposure or, in isolated mode, an exposure above the leverage (DESIGN 1.1)."""
-    values = np.require(frame.to_numpy(dtype=np.float64, na_value=np.nan), np.float64, ["C"])
+                  margin_mode: int) -> tuple[np.ndarray, int, np.ndarray]:
+    """(values as a read-only C array, number of target changes, bars whose open sends
+    orders + the sentinel T); raises on an infinite exposure or, in isolated mode, an
+    exposure above the leverage (DESIGN 1.1)."""
+    if all(dt == np.float64 for dt in frame.dtypes):  # plain floats: a view, no NA pass
+        raw = frame.to_numpy(dtype=np.float64, copy=False)
+    else:
+        raw = frame.to_numpy(dtype=np.float64, na_value=np.nan)
+    values = np.require(raw, np.float64, ["C"])
     values = values.view()
     values.flags.writeable = False  # always read-only: one kernel signature, no copy needed
-    changes, kind, t, n = scan_targets_nb(values, lev, margin_mode == MarginMode.isolated)
+    order_bars = np.empty(len(values) + 1, dtype=np.int64)  # pages touched only where written
+    changes, kind, t, n = scan_targets_nb(values, lev, margin_mode == MarginMode.isolated,
+                                          order_bars)
     if kind == SCAN_INF:
         raise ValueError(f"{source}: target exposure is infinite for {market.symbols[n]} at "
                          f"{_iso(market, t)}")
     if kind == SCAN_OVER_LEVERAGE:
         raise ValueError(f"{source}: target exposure {values[t, n]:g} for {market.symbols[n]} "
                          f"at {_iso(market, t)} exceeds leverage {lev[n]:g} (isolated margin)")
-    return values, changes
+    return values, changes, order_bars
 
 
 def allocate_buffers(changes: int, mkt: MarketArrays, record_bars: bool, insts: list,
@@ -186,13 +208,12 @@ def allocate_buffers(changes: int, mkt: MarketArrays, record_bars: bool, insts: 
     Partial fills (execution model) and partial liquidations can need more: the run is
     repeated with ``scale`` times the room when a buffer overflows."""
     n_bars, n_sym = mkt.open.shape
-    n_settle = int(np.count_nonzero(~np.isnan(mkt.funding_rate)))
+    n_settle = n_sym * (len(mkt.settle_bars) - 1)  # at most one per symbol per such bar
     changes = changes * scale + (scale - 1) * 16
     fill_cap = 3 * changes + 4 * n_sym + 16
     # per-symbol states are logged on bars where they changed: fills, settlements, table
     # switches and the first bar; cross with several symbols changes every bar
     n_tables = max(len(i.tiers) for i in insts)
-    per_bar = n_bars if record_bars else 0
     state_rows = n_bars if (cross and n_sym > 1) else min(
         n_bars, fill_cap + n_settle + n_sym * n_tables + 2)
     return Buffers(
@@ -201,8 +222,7 @@ def allocate_buffers(changes: int, mkt: MarketArrays, record_bars: bool, insts: 
         funding=np.zeros(n_settle + 16, dtype=dtypes.funding_dt),
         liqs=np.zeros(changes + n_sym + 16, dtype=dtypes.liq_dt),
         trades=np.zeros(fill_cap, dtype=dtypes.trade_dt),
-        wallet=np.zeros(per_bar), equity=np.zeros(n_bars), margin_used=np.zeros(per_bar),
-        margin_ratio=np.zeros(per_bar),
+        equity=np.empty(n_bars),
         states=np.zeros(state_rows * n_sym if record_bars else 0, dtype=dtypes.state_dt))
 
 
@@ -238,7 +258,7 @@ def backtest(market, strategy_or_targets, *, venue: str = "binance", margin: str
         raise ValueError(f"initial_capital must be positive, got {initial_capital}")
     targets, source = target_frame(market, strategy_or_targets)
     lev = _leverage_array(leverage, market)
-    values, changes = target_values(targets, source, lev, market, margin_mode)
+    values, changes, order_bars = target_values(targets, source, lev, market, margin_mode)
     insts = resolve_instruments(market, venue, instruments)
     ins = pack_instruments(insts, market, preset, lev)
     if isinstance(strategy_or_targets, Strategy):  # the strategy's own rules, unless given
@@ -252,14 +272,14 @@ def backtest(market, strategy_or_targets, *, venue: str = "binance", margin: str
     n_sym = market.n_symbols
     ones = np.ones(n_sym)
     notional_targets = False
-    caps = pd.DataFrame(columns=["time", "symbol", "wanted", "size"])
+    caps = None  # Result builds the empty table on first access
     if sizing is not None:
         targets, notional_targets, caps = apply_sizing(
             sizing, targets, market, lev, stop_rules=stops, insts=insts, taker=ins.taker_fee,
             clearance=ins.clearance_fee, venue=preset.name,
             cross=margin_mode == MarginMode.cross)
-        values, changes = target_values(targets, source, lev, market,
-                                        MarginMode.cross if notional_targets else margin_mode)
+        values, changes, order_bars = target_values(
+            targets, source, lev, market, MarginMode.cross if notional_targets else margin_mode)
     cfg = EngineConfig(margin_mode=margin_mode, venue=int(preset.venue_code),
                        liq_policy=policy, intrabar=parse_enum(Intrabar, intrabar, "intrabar"),
                        funding_mode=parse_enum(FundingMode, funding, "funding"),
@@ -292,7 +312,7 @@ def backtest(market, strategy_or_targets, *, venue: str = "binance", margin: str
         ps = new_position_state(n_sym)
         acct = np.zeros(N_ACCT)
         cnt = np.zeros(N_CNT, dtype=np.int64)
-        run_nb(mkt, ins, cfg, values, ps, acct, cnt, buf,
+        run_nb(mkt, ins, cfg, values, order_bars, ps, acct, cnt, buf,
                new_scratch(n_sym, ins.tier_floor.shape[2]))
         if cnt[C_ERROR] != ErrorCode.capacity:
             break
@@ -306,6 +326,7 @@ def backtest(market, strategy_or_targets, *, venue: str = "binance", margin: str
     settings = dict(venue=venue, margin=margin, leverage=leverage, liquidation=policy_name,
                     initial_capital=float(initial_capital), intrabar=intrabar,
                     stop=stop, take=take, execution=exe, sizing=sizing)
-    res = Result(market, targets, settings, buf, acct, cnt, insts, stats_only)
-    res.sizing_caps = caps  # sizes above the leverage, capped there (perpbt.sizing)
+    res = Result(market, targets, settings, buf, acct, cnt, insts, stats_only,
+                 engine=(ins, cfg))
+    res._sizing_caps = caps  # sizes above the leverage, capped there (perpbt.sizing)
     return res

@@ -96,4 +96,5 @@ state_dt = np.dtype([
     ("liq_price", np.float64),
     ("liq_price_fees", np.float64),
     ("margin", np.float64),       # isolated margin, quote (0 in cross)
+    ("wallet", np.float64),       # the account's wallet balance, quote
 ], align=True)

@@ -13,7 +13,8 @@ import pandas as pd
 from perpbt.engine.state import (A_BUST, A_CLEARANCE, A_INSURANCE, A_WALLET, C_BUST_BAR,
                                  C_FILLS, C_FUNDING, C_LIQS, C_ORDERS, C_SETTLEMENTS, C_STATES, C_STOPS,
                                  C_TIER_CHANGES, C_TRADES)
-from perpbt.enums import FillReason, LiqPolicy, OrderStatus
+from perpbt.engine.outputs import bar_outputs_nb
+from perpbt.enums import FillReason, LiqPolicy, MarginMode, OrderStatus
 
 YEAR_MS = 365.25 * 86_400_000
 STATS_KEYS = ("total_return", "cagr", "sharpe", "sortino", "max_drawdown", "calmar", "trades",
@@ -28,7 +29,8 @@ def _names(enum) -> dict[int, str]:
 class Result:
     """Outputs of one backtest. DataFrames are built lazily from the record arrays."""
 
-    def __init__(self, market, targets, settings, buf, acct, cnt, instruments, stats_only):
+    def __init__(self, market, targets, settings, buf, acct, cnt, instruments, stats_only,
+                 engine=None):
         self.market = market
         self.targets = targets
         self.settings = settings
@@ -45,6 +47,20 @@ class Result:
                        "liquidations": int(cnt[C_LIQS]), "tier_changes": int(cnt[C_TIER_CHANGES]),
                        "fills": int(cnt[C_FILLS]), "trades": int(cnt[C_TRADES])}
         self._cache: dict[str, object] = {}
+        self._engine = engine  # (InstrumentArrays, EngineConfig) for the per-bar outputs
+        self._sizing_caps = None
+
+    @property
+    def sizing_caps(self) -> pd.DataFrame:
+        """Entries a sizing rule wanted above the leverage, and the size they got (time,
+        symbol, wanted, size; perpbt.sizing); empty without a sizing rule."""
+        if self._sizing_caps is None:
+            self._sizing_caps = pd.DataFrame(columns=["time", "symbol", "wanted", "size"])
+        return self._sizing_caps
+
+    @sizing_caps.setter
+    def sizing_caps(self, frame: pd.DataFrame) -> None:
+        self._sizing_caps = frame
 
     # ---- raw records (trimmed numpy structured arrays) -------------------------------------
     @property
@@ -92,12 +108,25 @@ class Result:
             b = self._buf
             cols = {"equity": b.equity}
             if not self.stats_only:
-                cols = {"wallet": b.wallet, "equity": b.equity, "margin_used": b.margin_used,
-                        "margin_ratio": b.margin_ratio}
-            if not self.stats_only:
+                wallet, used, ratio = self._account_columns()
+                cols = {"wallet": wallet, "equity": b.equity, "margin_used": used,
+                        "margin_ratio": ratio}
                 cols.update(self._state_columns())
             self._cache["equity"] = pd.DataFrame(cols, index=self.market.index)
         return self._cache["equity"]
+
+    def _account_columns(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per bar: wallet, margin used and margin ratio, rebuilt from the state log."""
+        ins, cfg = self._engine
+        n_bars = len(self._buf.equity)
+        wallet, used, ratio = np.empty(n_bars), np.empty(n_bars), np.empty(n_bars)
+        bar_outputs_nb(self._buf.states[: self._cnt[C_STATES]],
+                       np.require(self.market.arrays["mark_close"], np.float64, ["C", "W"]),
+                       np.require(self.market.time_ms, np.int64, ["C", "W"]),
+                       ins.table_since, ins.tier_floor, ins.tier_mmr, ins.tier_amt,
+                       ins.tier_count, ins.taker_fee, cfg.leverage, cfg.venue,
+                       cfg.margin_mode == MarginMode.cross, wallet, used, ratio)
+        return wallet, used, ratio
 
     def _state_columns(self) -> dict[str, np.ndarray]:
         """Per-symbol state per bar, forward-filled from the log of bars where it changed."""

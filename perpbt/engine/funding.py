@@ -20,8 +20,10 @@ from perpbt.margin import funding_payment_nb
 
 @jit_nb
 def settle_funding_nb(t, mkt, ps, cfg, acct, cnt, buf):
-    """Apply bar t's settlements; returns True when the margin or wallet changed."""
-    changed = False
+    """Apply bar t's settlements; returns 0 when nothing changed, 1 when only the wallet
+    changed (no liquidation price moves in isolated margin), 2 when an isolated margin or
+    the cross wallet changed."""
+    changed = 0
     for n in range(ps.qty.shape[0]):
         q = ps.qty[n]
         if q == 0.0 or ps.liq_rec[n] >= 0:  # a position in a multibar close is the venue's
@@ -40,14 +42,15 @@ def settle_funding_nb(t, mkt, ps, cfg, acct, cnt, buf):
         side = 1 if q > 0 else -1
         payment = funding_payment_nb(side, abs(q), mark, rate)
         acct[A_WALLET] += payment
+        changed = max(changed, 2 if is_cross_nb(cfg) else 1)
         if payment < 0.0 and not is_cross_nb(cfg):
             free = acct[A_WALLET] - sum_margin_nb(ps)
             if free < 0.0:
                 ps.margin[n] -= min(-free, -payment, ps.margin[n])
+                changed = 2
         tid = ps.trade_id[n]
         if tid >= 0:
             buf.trades[tid]["funding"] += payment
         write_funding_nb(buf, cnt, t, n, q, mark, rate, payment)
         cnt[C_SETTLEMENTS] += 1
-        changed = True
     return changed

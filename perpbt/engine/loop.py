@@ -187,53 +187,30 @@ def bar_quiet_nb(t, qty, bands, low, high, mark_low, mark_high):
 
 
 @jit_nb(inline="always")
-def close_positions_nb(t, qty, entry, margin, liq_price, table, tier, min_dist,
-                       mark_close, mark_lo, mark_hi, tier_floor, tier_mmr, tier_amt, tier_count,
-                       taker_fee, leverage, venue, cross, mm_out, quiet, record):
+def close_positions_nb(t, qty, entry, liq_price, table, tier, min_dist, mark_close, mark_lo,
+                       mark_hi, tier_floor, tier_count, quiet):
     """Step 5 on flat arrays (the hot path: no state tuples, see module notes).
 
     ``quiet``: the bar stayed inside every position's quiet band, so each tier is the cached
-    one. Returns (unrealized, requirement, margin used, worst isolated ratio, tier changes,
-    any tier moved incl. a first one); writes each symbol's maintenance margin at mark_close
-    into ``mm_out``.
+    one. Returns (unrealized PnL at mark_close, tier changes, any tier moved incl. a first
+    one). Margin used and margin ratio per bar are rebuilt after the run
+    (engine/outputs.py).
     """
     upnl_sum = 0.0
-    req_sum = 0.0
-    used = 0.0
-    worst = 0.0
     changes = 0
     moved = False
     for n in range(qty.shape[0]):
         q = qty[n]
         if q == 0.0:
             tier[n] = -1
-            mm_out[n] = 0.0
             continue
         mark = mark_close[t, n]
-        q_abs = abs(q)
-        upnl = q * (mark - entry[n])
-        upnl_sum += upnl
-        d = table[n]
+        upnl_sum += q * (mark - entry[n])
         if quiet and tier[n] >= 0:
             k = tier[n]
         else:
-            k = tier_index_nb(tier_floor[n, d], tier_count[n, d], q_abs * mark)
-        mm_out[n] = q_abs * mark * tier_mmr[n, d, k] - tier_amt[n, d, k]
-        if venue == Venue.binance:
-            req = mm_out[n]
-        elif venue == Venue.okx:
-            req = mm_out[n] + taker_fee[n] * q_abs * mark
-        else:
-            req = requirement_nb(venue, q_abs, mark, entry[n], tier_floor[n, d],
-                                 tier_mmr[n, d], tier_amt[n, d], tier_count[n, d], taker_fee[n])
-        req_sum += req
-        if cross:
-            used += q_abs * mark / leverage[n]
-        else:
-            used += margin[n]
-            if record:  # the margin ratio is a per-bar output only
-                balance = margin[n] + upnl
-                worst = max(worst, req / balance if balance > 0.0 else np.inf)
+            d = table[n]
+            k = tier_index_nb(tier_floor[n, d], tier_count[n, d], abs(q) * mark)
         if k != tier[n]:
             moved = True
             if tier[n] >= 0:
@@ -245,13 +222,111 @@ def close_positions_nb(t, qty, entry, margin, liq_price, table, tier, min_dist,
             dist = (liq_price[n] - mark_hi[t, n]) / mark_hi[t, n]
         if dist < min_dist[n]:
             min_dist[n] = dist
-    return upnl_sum, req_sum, used, worst, changes, moved
+    return upnl_sum, changes, moved
 
 
 @jit_nb(inline="always")
-def record_bar_nb(t, qty, entry, margin, liq_price, liq_price_fees, states, cnt):
-    """Append each symbol's state at bar t's close to ``states`` (only on bars where it
-    changed; Result forward-fills)."""
+def fold_min_dist_nb(qty, liq_price, adverse, min_dist):
+    """After a quiet stretch: each position's closest distance to its liquidation price, from
+    the stretch's most adverse mark (the distance is monotone in the mark)."""
+    for n in range(qty.shape[0]):
+        if qty[n] == 0.0:
+            continue
+        m = adverse[n]
+        if qty[n] > 0:
+            dist = (m - liq_price[n]) / m
+        else:
+            dist = (liq_price[n] - m) / m
+        if dist < min_dist[n]:
+            min_dist[n] = dist
+
+
+@jit_nb(inline="always")
+def in_band_nb(t, n, bands, low, high, mark_low, mark_high):
+    """Did bar t's last and mark ranges of symbol n stay strictly inside its quiet band?"""
+    return (low[t, n] > bands[n, 0] and high[t, n] < bands[n, 1]
+            and mark_low[t, n] > bands[n, 2] and mark_high[t, n] < bands[n, 3])
+
+
+@jit_nb
+def quiet_stretch_nb(t, t_stop, qty, entry, bands, low, high, mark_low, mark_high, mark_close,
+                     wallet, bust_level, check_bust, cross_args, adverse, equity_out):
+    """Run bars t, t+1, ... < t_stop while nothing can happen in them; returns the first bar
+    it did not run.
+
+    The caller picks ``t_stop`` at or before the next bar with orders, a settlement (or a
+    coverage hole) or a tier-table switch. A bar runs here when every open position's last
+    and mark ranges stay strictly inside its quiet band (no stop, take-profit, isolated
+    liquidation or tier change can happen), the cross account (one position:
+    ``cross_args``) cannot reach its requirement, and (``check_bust``) the equity at the
+    bar's most adverse marks, a lower bound of the equity at the open and at the close, is
+    above the bust level. Such a bar changes nothing but the equity at mark close, which the
+    full loop computes with the same arithmetic. ``adverse`` receives each position's most
+    adverse mark for the liquidation distance (engine/loop.py: fold_min_dist_nb).
+    """
+    n_sym = qty.shape[0]
+    cross = cross_args[0]
+    if n_sym == 1 and not cross:  # one symbol: scalars in registers, five reads per bar
+        q = qty[0]
+        e = entry[0]
+        lo_band, hi_band, m_lo_band, m_hi_band = bands[0, 0], bands[0, 1], bands[0, 2], bands[0, 3]
+        if q == 0.0:
+            if check_bust and wallet <= bust_level:
+                return t
+            while t < t_stop:
+                equity_out[t] = wallet
+                t += 1
+            return t
+        adv = np.inf if q > 0 else -np.inf
+        while t < t_stop:
+            m_lo = mark_low[t, 0]
+            m_hi = mark_high[t, 0]
+            if not (low[t, 0] > lo_band and high[t, 0] < hi_band and m_lo > m_lo_band
+                    and m_hi < m_hi_band):
+                break
+            worst = m_lo if q > 0 else m_hi
+            if check_bust and wallet + q * (worst - e) <= bust_level:
+                break
+            adv = min(adv, worst) if q > 0 else max(adv, worst)
+            equity_out[t] = wallet + q * (mark_close[t, 0] - e)
+            t += 1
+        adverse[0] = adv
+        return t
+    cross, table, floor, mmr, amt, count, taker, venue = cross_args
+    for n in range(n_sym):
+        adverse[n] = np.inf if qty[n] > 0 else -np.inf
+    while t < t_stop:
+        upnl_worst = 0.0
+        upnl = 0.0
+        for n in range(n_sym):
+            q = qty[n]
+            if q == 0.0:
+                continue
+            if not in_band_nb(t, n, bands, low, high, mark_low, mark_high):
+                return t
+            e = entry[n]
+            upnl_worst += q * ((mark_low[t, n] if q > 0 else mark_high[t, n]) - e)
+            upnl += q * (mark_close[t, n] - e)
+        if cross and cross_may_liquidate_nb(t, wallet, qty, entry, table, mark_low, mark_high,
+                                            floor, mmr, amt, count, taker, venue):
+            return t
+        if check_bust and wallet + upnl_worst <= bust_level:
+            return t
+        for n in range(n_sym):
+            q = qty[n]
+            if q > 0:
+                adverse[n] = min(adverse[n], mark_low[t, n])
+            elif q < 0:
+                adverse[n] = max(adverse[n], mark_high[t, n])
+        equity_out[t] = wallet + upnl
+        t += 1
+    return t
+
+
+@jit_nb(inline="always")
+def record_bar_nb(t, qty, entry, margin, liq_price, liq_price_fees, wallet, states, cnt):
+    """Append each symbol's state and the wallet at bar t's close to ``states`` (only on bars
+    where either changed; Result forward-fills)."""
     for n in range(qty.shape[0]):
         i = cnt[C_STATES]
         if i >= states.shape[0]:
@@ -265,6 +340,7 @@ def record_bar_nb(t, qty, entry, margin, liq_price, liq_price_fees, states, cnt)
         r["liq_price"] = liq_price[n] if qty[n] != 0.0 else np.nan
         r["liq_price_fees"] = liq_price_fees[n] if qty[n] != 0.0 else np.nan
         r["margin"] = margin[n]
+        r["wallet"] = wallet
         cnt[C_STATES] = i + 1
 
 
@@ -306,6 +382,12 @@ def dyn_after_bar_nb(t, mkt, ps, cfg):
             fav = mkt.mark_low[t, n] if on_mark else mkt.low[t, n]
         moved |= advance_best_nb(n, fav, ps, cfg)
     return moved
+
+
+@jit_nb(inline="always")
+def first_bar_at_nb(time_ms, when):
+    """Index of the first bar at or after ``when`` (ms); len(time_ms) when none."""
+    return np.searchsorted(time_ms, when, side="left")
 
 
 @jit_nb
@@ -358,8 +440,12 @@ def target_changed_nb(t, targets, last_target):
 
 
 @jit_nb
-def run_nb(mkt, ins, cfg, targets, ps, acct, cnt, buf, scratch):
+def run_nb(mkt, ins, cfg, targets, order_bars, ps, acct, cnt, buf, scratch):
     """Run the whole history; records and per-bar outputs land in ``buf``, counts in ``cnt``.
+
+    ``order_bars``: the bars whose open sends orders, then T (engine/scan.py). Between
+    those, settlements and table switches, runs of bars where nothing can happen go through
+    ``quiet_stretch_nb``.
 
     The per-bar path calls only helpers on flat arrays; the state tuples are passed only to
     the rare steps (funding, liquidation prices, events, orders). See the module notes.
@@ -384,22 +470,51 @@ def run_nb(mkt, ins, cfg, targets, ps, acct, cnt, buf, scratch):
     for n in range(qty.shape[0]):
         if cfg.time_stop[n] >= 0:
             has_time_stops = True
-    for t in range(n_bars):
+    # bars that can take the quiet stretch: no time stop or moving stop to track per bar
+    stretch_ok = not has_time_stops and not cfg.dyn_stops
+    switch_bar = first_bar_at_nb(mkt.time_ms, next_switch)
+    cross_args = (cross, table, floor, mmr, amt, count, taker, cfg.venue)
+    adverse = scratch.refs
+    logged_wallet = np.nan
+    settle_bars = mkt.settle_bars
+    oi = 0  # order_bars[oi] and settle_bars[si]: the next such bar at or after t
+    si = 0
+    t = 0
+    while t < n_bars:
+        while order_bars[oi] < t:
+            oi += 1
+        while settle_bars[si] < t:
+            si += 1
+        t_stop = min(order_bars[oi], settle_bars[si], switch_bar)
+        if (stretch_ok and 0 < t < t_stop and cnt[C_WORKING] == 0
+                and (bands_ok or count_open_nb(qty) == 0)
+                and not (cross and count_open_nb(qty) > 1)):
+            t_next = quiet_stretch_nb(t, t_stop, qty, entry, bands, lo, hi, m_lo, m_hi, m_c,
+                                      acct[A_WALLET], bust_level, acct[A_BUST] == 0.0,
+                                      cross_args, adverse, buf.equity)
+            if t_next > t:
+                fold_min_dist_nb(qty, liq, adverse, ps.min_dist)
+                t = t_next
+                if t >= n_bars:
+                    break
         dirty = False
         changed = False
         quiet = False
         if mkt.time_ms[t] >= next_switch:
             dirty = switch_tables_nb(mkt.time_ms[t], ps, ins)
             next_switch = next_switch_nb(ps, ins)
+            switch_bar = first_bar_at_nb(mkt.time_ms, next_switch)
             if dirty:  # tier indices refer to the old table: look them up afresh at the close
                 tier[:] = -1
                 bands_ok = False
         n_open = count_open_nb(qty)
         if n_open > 0:
             if settlement_due_nb(t, qty, mkt.funding_rate, mkt.funding_covered):
-                dirty |= settle_funding_nb(t, mkt, ps, cfg, acct, cnt, buf)
+                settled = settle_funding_nb(t, mkt, ps, cfg, acct, cnt, buf)
                 if cnt[C_ERROR] != 0:
                     return
+                dirty |= settled == 2
+                changed |= settled == 1  # the wallet alone moved: logged, nothing to refresh
             if cnt[C_WORKING] > 0 and work_at_open_nb(t, mkt, ps, ins, cfg, acct, cnt, buf):
                 dirty = True  # carried exits and forced closes filled at the open
                 count_working_nb(ps, cnt)
@@ -462,30 +577,26 @@ def run_nb(mkt, ins, cfg, targets, ps, acct, cnt, buf, scratch):
             if cross and n_open > 1:
                 # the others' marks moved: each cross liquidation price depends on them
                 refresh_liq_prices_nb(m_c[t], ps, ins, cfg, acct[A_WALLET])
-        # step 5: mark to close (marks doubles as the per-symbol maintenance margin buffer)
-        upnl, req, used, worst, changes, moved = close_positions_nb(
-            t, qty, entry, margin, liq, table, tier, ps.min_dist, m_c, m_lo, m_hi,
-            floor, mmr, amt, count, taker, cfg.leverage, cfg.venue, cross, marks, quiet,
-            cfg.record_bars)
+        # step 5: mark to close
+        upnl, changes, moved = close_positions_nb(t, qty, entry, liq, table, tier, ps.min_dist,
+                                                  m_c, m_lo, m_hi, floor, count, quiet)
         cnt[C_TIER_CHANGES] += changes
         if moved:
             bands_ok = False
         wallet = acct[A_WALLET]
         equity = wallet + upnl
-        if cross and cfg.record_bars:
-            worst = req / equity if equity > 0.0 else (np.inf if req > 0.0 else 0.0)
-        if cfg.record_bars and (changed or t == 0 or (cross and n_open > 1)):
-            record_bar_nb(t, qty, entry, margin, liq, ps.liq_price_fees, buf.states, cnt)
+        if cfg.record_bars and (changed or t == 0 or (cross and n_open > 1)
+                                or wallet != logged_wallet):
+            record_bar_nb(t, qty, entry, margin, liq, ps.liq_price_fees, wallet, buf.states,
+                          cnt)
+            logged_wallet = wallet
         buf.equity[t] = equity
-        if cfg.record_bars:  # stats-only runs (sweeps) keep the equity curve alone
-            buf.wallet[t] = wallet
-            buf.margin_used[t] = used
-            buf.margin_ratio[t] = worst
         if equity <= bust_level and acct[A_BUST] == 0.0:
             acct[A_BUST] = 1.0
             cnt[C_BUST_BAR] = t
         if cnt[C_ERROR] != 0:
             return
+        t += 1
     for n in range(qty.shape[0]):  # trades still open at the end
         if trade_id[n] >= 0:
             buf.trades[trade_id[n]]["min_liq_distance"] = ps.min_dist[n]

@@ -24,6 +24,8 @@ class MarketArrays(NamedTuple):
     mark_close: np.ndarray
     funding_rate: np.ndarray   # NaN = no settlement on this bar
     funding_covered: np.ndarray  # (T, N) bool
+    settle_bars: np.ndarray    # (S + 1,) int64 bars with a settlement or a coverage hole in
+                               # any symbol, ascending, then T as a sentinel
 
 
 class InstrumentArrays(NamedTuple):
@@ -108,12 +110,10 @@ class Buffers(NamedTuple):
     funding: np.ndarray        # funding_dt
     liqs: np.ndarray           # liq_dt
     trades: np.ndarray         # trade_dt
-    wallet: np.ndarray         # (T,)
-    equity: np.ndarray         # (T,)
-    margin_used: np.ndarray    # (T,) isolated margins, or cross initial margin at mark
-    margin_ratio: np.ndarray   # (T,) maintenance / margin balance (account or worst position)
-    states: np.ndarray         # state_dt: per-symbol state on bars where it changed; writing
-                               # (T, N) arrays every bar costs more than the loop itself
+    equity: np.ndarray         # (T,) the one per-bar output of the loop
+    states: np.ndarray         # state_dt: per-symbol state and the wallet on bars where they
+                               # changed; writing (T, N) arrays every bar costs more than the
+                               # loop itself (wallet, margin used and ratio: engine/outputs.py)
 
 
 class Scratch(NamedTuple):
