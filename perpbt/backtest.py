@@ -30,6 +30,9 @@ from perpbt.venues import get_venue, instrument_for
 
 
 
+QUIET_STRETCH = True  # tests switch it off to check the fast path changes no result
+
+
 def _iso(market, t: int) -> str:
     return pd.Timestamp(int(market.time_ms[t]), unit="ms", tz="UTC").strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -304,7 +307,8 @@ def backtest(market, strategy_or_targets, *, venue: str = "binance", margin: str
                        breakeven=stops["breakeven"], time_stop=stops["time_stop"],
                        dyn_stops=bool(stops["trail"] or np.isfinite(stops["breakeven"]).any()),
                        notional_targets=notional_targets,
-                       stop_frac_t=target_stops(strategy_or_targets, market, source))
+                       stop_frac_t=target_stops(strategy_or_targets, market, source),
+                       quiet_stretch=QUIET_STRETCH)
     mkt = market_arrays(market)
     for scale in (1, 8, 64, 1024):
         buf = allocate_buffers(changes, mkt, not stats_only, insts,

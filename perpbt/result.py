@@ -11,7 +11,8 @@ import numpy as np
 import pandas as pd
 
 from perpbt.engine.state import (A_BUST, A_CLEARANCE, A_INSURANCE, A_WALLET, C_BUST_BAR,
-                                 C_FILLS, C_FUNDING, C_LIQS, C_ORDERS, C_SETTLEMENTS, C_STATES, C_STOPS,
+                                 C_FILLS, C_FUNDING, C_LIQS, C_ORDERS, C_QUIET_BARS, C_SETTLEMENTS,
+                                 C_STATES, C_STOPS,
                                  C_TIER_CHANGES, C_TRADES)
 from perpbt.engine.outputs import bar_outputs_nb
 from perpbt.enums import FillReason, LiqPolicy, MarginMode, OrderStatus
@@ -45,7 +46,8 @@ class Result:
         self.bust_bar = int(cnt[C_BUST_BAR]) if self.bust else None
         self.counts = {"settlements": int(cnt[C_SETTLEMENTS]), "stops": int(cnt[C_STOPS]),
                        "liquidations": int(cnt[C_LIQS]), "tier_changes": int(cnt[C_TIER_CHANGES]),
-                       "fills": int(cnt[C_FILLS]), "trades": int(cnt[C_TRADES])}
+                       "fills": int(cnt[C_FILLS]), "trades": int(cnt[C_TRADES]),
+                       "quiet_bars": int(cnt[C_QUIET_BARS])}
         self._cache: dict[str, object] = {}
         self._engine = engine  # (InstrumentArrays, EngineConfig) for the per-bar outputs
         self._sizing_caps = None

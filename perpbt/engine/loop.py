@@ -18,7 +18,7 @@ from perpbt.engine.fills import advance_best_nb, stop_level_at_nb
 from perpbt.engine.orders import execute_orders_nb, time_stops_nb
 from perpbt.engine.requirements import requirement_nb
 from perpbt.engine.state import (A_BUST, A_EQUITY_OPEN, A_WALLET, C_BUST_BAR, C_ERROR,
-                                 C_LIQ_ACTIVE, C_STATES, C_TIER_CHANGES, C_WORKING)
+                                 C_LIQ_ACTIVE, C_QUIET_BARS, C_STATES, C_TIER_CHANGES, C_WORKING)
 from perpbt.engine.working import count_working_nb, work_at_open_nb
 from perpbt.enums import ErrorCode, MarginMode, PriceTrigger, Venue
 from perpbt.margin import tier_index_nb
@@ -265,8 +265,8 @@ def quiet_stretch_nb(t, t_stop, qty, entry, bands, low, high, mark_low, mark_hig
     adverse mark for the liquidation distance (engine/loop.py: fold_min_dist_nb).
     """
     n_sym = qty.shape[0]
-    cross = cross_args[0]
-    if n_sym == 1 and not cross:  # one symbol: scalars in registers, five reads per bar
+    cross, table, floor, mmr, amt, count, taker, venue = cross_args
+    if n_sym == 1:  # one symbol: scalars in registers, five reads per bar
         q = qty[0]
         e = entry[0]
         lo_band, hi_band, m_lo_band, m_hi_band = bands[0, 0], bands[0, 1], bands[0, 2], bands[0, 3]
@@ -277,6 +277,10 @@ def quiet_stretch_nb(t, t_stop, qty, entry, bands, low, high, mark_low, mark_hig
                 equity_out[t] = wallet
                 t += 1
             return t
+        q_abs = abs(q)
+        d = table[0]
+        t_floor, t_mmr, t_amt, t_count, t_taker = (floor[0, d], mmr[0, d], amt[0, d],
+                                                   count[0, d], taker[0])
         adv = np.inf if q > 0 else -np.inf
         while t < t_stop:
             m_lo = mark_low[t, 0]
@@ -285,14 +289,18 @@ def quiet_stretch_nb(t, t_stop, qty, entry, bands, low, high, mark_low, mark_hig
                     and m_hi < m_hi_band):
                 break
             worst = m_lo if q > 0 else m_hi
-            if check_bust and wallet + q * (worst - e) <= bust_level:
+            equity_worst = wallet + q * (worst - e)
+            if check_bust and equity_worst <= bust_level:
+                break
+            # cross: cross_may_liquidate_nb for the one position, the same arithmetic
+            if cross and equity_worst - requirement_nb(venue, q_abs, m_hi, e, t_floor, t_mmr,
+                                                       t_amt, t_count, t_taker) <= 0.0:
                 break
             adv = min(adv, worst) if q > 0 else max(adv, worst)
             equity_out[t] = wallet + q * (mark_close[t, 0] - e)
             t += 1
         adverse[0] = adv
         return t
-    cross, table, floor, mmr, amt, count, taker, venue = cross_args
     for n in range(n_sym):
         adverse[n] = np.inf if qty[n] > 0 else -np.inf
     while t < t_stop:
@@ -471,7 +479,7 @@ def run_nb(mkt, ins, cfg, targets, order_bars, ps, acct, cnt, buf, scratch):
         if cfg.time_stop[n] >= 0:
             has_time_stops = True
     # bars that can take the quiet stretch: no time stop or moving stop to track per bar
-    stretch_ok = not has_time_stops and not cfg.dyn_stops
+    stretch_ok = cfg.quiet_stretch and not has_time_stops and not cfg.dyn_stops
     switch_bar = first_bar_at_nb(mkt.time_ms, next_switch)
     cross_args = (cross, table, floor, mmr, amt, count, taker, cfg.venue)
     adverse = scratch.refs
@@ -493,6 +501,7 @@ def run_nb(mkt, ins, cfg, targets, order_bars, ps, acct, cnt, buf, scratch):
                                       acct[A_WALLET], bust_level, acct[A_BUST] == 0.0,
                                       cross_args, adverse, buf.equity)
             if t_next > t:
+                cnt[C_QUIET_BARS] += t_next - t
                 fold_min_dist_nb(qty, liq, adverse, ps.min_dist)
                 t = t_next
                 if t >= n_bars:

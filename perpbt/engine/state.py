@@ -75,6 +75,8 @@ class EngineConfig(NamedTuple):
     notional_targets: bool     # targets are quote notionals (FixedNotional), not exposures
     stop_frac_t: np.ndarray    # (T, N) Targets.stop per fill bar (fraction of entry; NaN: the
                                # rule's distance) or (0, N)
+    quiet_stretch: bool        # run quiet bars through loop.quiet_stretch_nb (False: every bar
+                               # through the full step list; the results are the same)
 
 
 class PositionState(NamedTuple):
@@ -171,7 +173,8 @@ C_BUST_BAR = 12
 C_STATES = 13
 C_WORKING = 14        # symbols with a carried order, a working exit or a multibar close
 C_LIQ_ACTIVE = 15     # positions inside a multibar forced close
-N_CNT = 16
+C_QUIET_BARS = 16     # bars run through loop.quiet_stretch_nb
+N_CNT = 17
 
 
 def new_position_state(n_symbols: int) -> PositionState:
