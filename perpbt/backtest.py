@@ -15,9 +15,9 @@ import pandas as pd
 from perpbt import dtypes
 from perpbt.engine.loop import run_nb
 from perpbt.engine.scan import SCAN_INF, SCAN_OVER_LEVERAGE, scan_targets_nb
-from perpbt.engine.state import (C_ERROR, C_ERROR_BAR, C_ERROR_SYMBOL, N_ACCT, N_CNT, Buffers,
-                                 EngineConfig, InstrumentArrays, MarketArrays,
-                                 new_position_state, new_scratch)
+from perpbt.engine.state import (C_ERROR, C_ERROR_BAR, C_ERROR_SYMBOL, N_ACCT, N_CNT,
+                                 QUIET_BLOCK, Buffers, EngineConfig, InstrumentArrays,
+                                 MarketArrays, new_position_state, new_scratch)
 from perpbt.enums import (ErrorCode, FundingMode, Intrabar, LiqPolicy, MarginMode,
                           parse_enum)
 from perpbt.execution import Execution, resolve_execution
@@ -161,23 +161,38 @@ def settlement_bars(rate: np.ndarray, covered: np.ndarray) -> np.ndarray:
     return np.append(bars, len(rate)).astype(np.int64)
 
 
+def block_ranges(low, high, mark_low, mark_high) -> np.ndarray:
+    """(4, T // QUIET_BLOCK, N): min low, max high, min mark_low, max mark_high of each whole
+    block of QUIET_BLOCK bars (the quiet stretch tests a block at once)."""
+    n_bars, n_sym = low.shape
+    n_full = n_bars // QUIET_BLOCK * QUIET_BLOCK
+    shape = (n_full // QUIET_BLOCK, QUIET_BLOCK, n_sym)
+    return np.ascontiguousarray(np.stack([
+        low[:n_full].reshape(shape).min(axis=1), high[:n_full].reshape(shape).max(axis=1),
+        mark_low[:n_full].reshape(shape).min(axis=1),
+        mark_high[:n_full].reshape(shape).max(axis=1)]))
+
+
 def market_arrays(market) -> MarketArrays:
-    """The market as engine arrays (the settlement bars are computed once per Market: its
-    arrays are not to be changed in place)."""
+    """The market as engine arrays. The settlement bars and block ranges are computed once
+    per Market and kept while its arrays are the same objects (a Market's arrays are not to
+    be changed in place)."""
     a = market.arrays
     # C-contiguous and writable: a read-only array (pandas 3 copy-on-write hands those out)
     # is another numba type and would compile the kernel a second time
     c = lambda k: np.require(a[k], np.float64, ["C", "W"])  # noqa: E731
     rate = c("funding_rate")
     covered = np.require(a["funding_covered"], np.bool_, ["C", "W"])
-    cached = getattr(market, "_settle_bars", None)  # (rate, covered, bars)
-    if cached is None or cached[0] is not rate or cached[1] is not covered:
-        cached = (rate, covered, settlement_bars(rate, covered))
-        market._settle_bars = cached
+    low, high, mark_low, mark_high = c("low"), c("high"), c("mark_low"), c("mark_high")
+    sources = (rate, covered, low, high, mark_low, mark_high)
+    cached = getattr(market, "_engine_derived", None)  # (sources, settle bars, block ranges)
+    if cached is None or any(x is not y for x, y in zip(cached[0], sources)):
+        cached = (sources, settlement_bars(rate, covered),
+                  block_ranges(low, high, mark_low, mark_high))
+        market._engine_derived = cached
     return MarketArrays(np.require(market.time_ms, np.int64, ["C", "W"]), c("open"),
-                        c("high"), c("low"), c("close"), c("volume"), c("mark_open"),
-                        c("mark_high"), c("mark_low"), c("mark_close"), rate, covered,
-                        cached[2])
+                        high, low, c("close"), c("volume"), c("mark_open"), mark_high,
+                        mark_low, c("mark_close"), rate, covered, cached[1], cached[2])
 
 
 def target_values(frame: pd.DataFrame, source: str, lev: np.ndarray, market,

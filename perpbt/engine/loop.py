@@ -18,7 +18,8 @@ from perpbt.engine.fills import advance_best_nb, stop_level_at_nb
 from perpbt.engine.orders import execute_orders_nb, time_stops_nb
 from perpbt.engine.requirements import requirement_nb
 from perpbt.engine.state import (A_BUST, A_EQUITY_OPEN, A_WALLET, C_BUST_BAR, C_ERROR,
-                                 C_LIQ_ACTIVE, C_QUIET_BARS, C_STATES, C_TIER_CHANGES, C_WORKING)
+                                 C_LIQ_ACTIVE, C_QUIET_BARS, C_STATES, C_TIER_CHANGES, C_WORKING,
+                                 QUIET_BLOCK)
 from perpbt.engine.working import count_working_nb, work_at_open_nb
 from perpbt.enums import ErrorCode, MarginMode, PriceTrigger, Venue
 from perpbt.margin import tier_index_nb
@@ -250,7 +251,8 @@ def in_band_nb(t, n, bands, low, high, mark_low, mark_high):
 
 @jit_nb
 def quiet_stretch_nb(t, t_stop, qty, entry, bands, low, high, mark_low, mark_high, mark_close,
-                     wallet, bust_level, check_bust, cross_args, adverse, equity_out):
+                     block_range, wallet, bust_level, check_bust, cross_args, adverse,
+                     equity_out):
     """Run bars t, t+1, ... < t_stop while nothing can happen in them; returns the first bar
     it did not run.
 
@@ -283,6 +285,26 @@ def quiet_stretch_nb(t, t_stop, qty, entry, bands, low, high, mark_low, mark_hig
                                                    count[0, d], taker[0])
         adv = np.inf if q > 0 else -np.inf
         while t < t_stop:
+            if t % QUIET_BLOCK == 0 and t + QUIET_BLOCK <= t_stop:
+                k = t // QUIET_BLOCK
+                b_lo = block_range[0, k, 0]
+                b_hi = block_range[1, k, 0]
+                b_m_lo = block_range[2, k, 0]
+                b_m_hi = block_range[3, k, 0]
+                if (b_lo > lo_band and b_hi < hi_band and b_m_lo > m_lo_band
+                        and b_m_hi < m_hi_band):
+                    worst = b_m_lo if q > 0 else b_m_hi
+                    equity_worst = wallet + q * (worst - e)
+                    ok = not (check_bust and equity_worst <= bust_level)
+                    if ok and cross:
+                        ok = equity_worst - requirement_nb(venue, q_abs, b_m_hi, e, t_floor,
+                                                           t_mmr, t_amt, t_count, t_taker) > 0.0
+                    if ok:
+                        adv = min(adv, worst) if q > 0 else max(adv, worst)
+                        for i in range(t, t + QUIET_BLOCK):
+                            equity_out[i] = wallet + q * (mark_close[i, 0] - e)
+                        t += QUIET_BLOCK
+                        continue
             m_lo = mark_low[t, 0]
             m_hi = mark_high[t, 0]
             if not (low[t, 0] > lo_band and high[t, 0] < hi_band and m_lo > m_lo_band
@@ -498,7 +520,8 @@ def run_nb(mkt, ins, cfg, targets, order_bars, ps, acct, cnt, buf, scratch):
                 and (bands_ok or count_open_nb(qty) == 0)
                 and not (cross and count_open_nb(qty) > 1)):
             t_next = quiet_stretch_nb(t, t_stop, qty, entry, bands, lo, hi, m_lo, m_hi, m_c,
-                                      acct[A_WALLET], bust_level, acct[A_BUST] == 0.0,
+                                      mkt.block_range, acct[A_WALLET], bust_level,
+                                      acct[A_BUST] == 0.0,
                                       cross_args, adverse, buf.equity)
             if t_next > t:
                 cnt[C_QUIET_BARS] += t_next - t

@@ -11,6 +11,9 @@ from typing import NamedTuple
 import numpy as np
 
 
+QUIET_BLOCK = 64  # bars per block of MarketArrays.block_range
+
+
 class MarketArrays(NamedTuple):
     time_ms: np.ndarray        # (T,) int64 bar opens
     open: np.ndarray           # (T, N) float64, last price
@@ -26,6 +29,8 @@ class MarketArrays(NamedTuple):
     funding_covered: np.ndarray  # (T, N) bool
     settle_bars: np.ndarray    # (S + 1,) int64 bars with a settlement or a coverage hole in
                                # any symbol, ascending, then T as a sentinel
+    block_range: np.ndarray    # (4, T // QUIET_BLOCK, N) per block of QUIET_BLOCK bars: min
+                               # low, max high, min mark_low, max mark_high
 
 
 class InstrumentArrays(NamedTuple):
