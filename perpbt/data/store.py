@@ -33,8 +33,6 @@ from typing import Any, Iterator
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 KINDS = ("ohlcv", "mark", "funding")
 COLUMNS = {
@@ -175,6 +173,8 @@ def read_series(path: Path, exchange: str, symbol: str, timeframe: str,
     path = Path(path)
     if not path.exists():
         return None
+    import pyarrow.parquet as pq  # loaded on first cache access, not at import
+
     try:
         table = pq.read_table(path)
     except Exception as exc:  # pyarrow raises several types for a damaged file
@@ -236,6 +236,9 @@ def write_series(path: Path, frame: pd.DataFrame, *, exchange: str, symbol: str,
     ``extra``: more public fields for the sidecar (the market's specs)."""
     frame = normalize(frame, kind)
     ident = _identity(exchange, symbol, timeframe, kind)
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     table = pa.Table.from_pandas(frame, preserve_index=False)
     table = table.replace_schema_metadata({META_KEY: json.dumps(ident).encode()})
     _atomic_write(path, lambda fh: pq.write_table(table, fh))
