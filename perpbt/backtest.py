@@ -62,7 +62,8 @@ def target_frame(market, strategy_or_targets) -> tuple[pd.DataFrame, str]:
     if list(obj.columns) != list(market.symbols):
         obj = obj[list(market.symbols)]
     if obj.index is not market.index:
-        index = pd.DatetimeIndex(obj.index)
+        index = obj.index if isinstance(obj.index, pd.DatetimeIndex) else pd.DatetimeIndex(
+            obj.index)
         if not index.equals(market.index):
             bad = int(np.argmax(index != market.index))
             raise ValueError(f"{source}: targets index differs from the market's bar times first "
@@ -173,6 +174,25 @@ def block_ranges(low, high, mark_low, mark_high) -> np.ndarray:
         mark_high[:n_full].reshape(shape).max(axis=1)]))
 
 
+def exec_memo(market, exe) -> dict[str, np.ndarray]:
+    """The execution model's per-Market memo of recent states for (span, window), kept while
+    the market's high, low and volume arrays are the same objects (engine/execution.py)."""
+    n_bars, n_sym = market.n_bars, market.n_symbols
+    if exe is None:
+        return dict(exec_state=np.zeros((0, n_sym, 2)),
+                    exec_done=np.zeros((0, n_sym), dtype=np.bool_))
+    sources = (market.arrays["high"], market.arrays["low"], market.arrays["volume"])
+    memos = getattr(market, "_exec_memo", None)
+    if memos is None or any(x is not y for x, y in zip(memos[0], sources)):
+        memos = (sources, {})
+        market._exec_memo = memos
+    key = (float(exe.span), int(exe.window))
+    if key not in memos[1]:  # np.empty / np.zeros: pages are touched only where used
+        memos[1][key] = dict(exec_state=np.empty((n_bars, n_sym, 2)),
+                             exec_done=np.zeros((n_bars, n_sym), dtype=np.bool_))
+    return memos[1][key]
+
+
 def market_arrays(market) -> MarketArrays:
     """The market as engine arrays. The settlement bars and block ranges are computed once
     per Market and kept while its arrays are the same objects (a Market's arrays are not to
@@ -200,9 +220,9 @@ def target_values(frame: pd.DataFrame, source: str, lev: np.ndarray, market,
     """(values as a read-only C array, number of target changes, bars whose open sends
     orders + the sentinel T); raises on an infinite exposure or, in isolated mode, an
     exposure above the leverage (DESIGN 1.1)."""
-    if all(dt == np.float64 for dt in frame.dtypes):  # plain floats: a view, no NA pass
+    try:  # plain float columns: a view, no NA pass
         raw = frame.to_numpy(dtype=np.float64, copy=False)
-    else:
+    except (TypeError, ValueError):  # nullable columns holding pd.NA
         raw = frame.to_numpy(dtype=np.float64, na_value=np.nan)
     values = np.require(raw, np.float64, ["C"])
     values = values.view()
@@ -323,6 +343,7 @@ def backtest(market, strategy_or_targets, *, venue: str = "binance", margin: str
                        dyn_stops=bool(stops["trail"] or np.isfinite(stops["breakeven"]).any()),
                        notional_targets=notional_targets,
                        stop_frac_t=target_stops(strategy_or_targets, market, source),
+                       **exec_memo(market, exe),
                        quiet_stretch=QUIET_STRETCH)
     mkt = market_arrays(market)
     for scale in (1, 8, 64, 1024):

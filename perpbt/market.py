@@ -178,6 +178,15 @@ class Market:
         raise KeyError(f"{name!r} is not in this market; symbols: {list(self.symbols)}")
 
     # ---------------------------------------------------------------------- views
+    # derived arrays the engine memoizes on a Market (perpbt.backtest): rebuilt where needed,
+    # never pickled (sweeps ship the market to every worker)
+    _MEMO_ATTRS = ("_frames", "_engine_derived", "_exec_memo")
+
+    def __getstate__(self) -> dict:
+        state = {k: v for k, v in self.__dict__.items() if k not in self._MEMO_ATTRS}
+        state["_frames"] = {}
+        return state
+
     @property
     def mark_source(self) -> str:
         """"mark" (real mark klines), "last" (mark = last price for all) or "mixed"."""

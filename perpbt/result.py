@@ -15,6 +15,7 @@ from perpbt.engine.state import (A_BUST, A_CLEARANCE, A_INSURANCE, A_WALLET, C_B
                                  C_STATES, C_STOPS,
                                  C_TIER_CHANGES, C_TRADES)
 from perpbt.engine.outputs import bar_outputs_nb
+from perpbt.engine.stats import equity_stats_nb
 from perpbt.enums import FillReason, LiqPolicy, MarginMode, OrderStatus
 
 YEAR_MS = 365.25 * 86_400_000
@@ -225,22 +226,23 @@ class Result:
     # ---- stats ------------------------------------------------------------------------------
     def stats(self) -> pd.Series:
         """Summary statistics; returns and drawdowns are fractions."""
+        return pd.Series(self.stats_dict(), name="stats", dtype=object)
+
+    def stats_dict(self) -> dict:
+        """``stats()`` as a plain dict (what sweeps collect: no pandas object per run)."""
         eq = self._buf.equity
         start = float(self.settings["initial_capital"])
         final = float(eq[-1]) if len(eq) else start
-        prev = np.concatenate(([start], eq[:-1]))
-        with np.errstate(divide="ignore", invalid="ignore"):
-            rets = np.where(prev > 0, eq / prev - 1.0, 0.0)
         bars_per_year = YEAR_MS / self.market.timeframe_ms
         years = len(eq) / bars_per_year
         total = final / start - 1.0
         cagr = (max(final, 0.0) / start) ** (1.0 / years) - 1.0 if years > 0 else np.nan
-        sd = rets.std()
-        downside = np.sqrt(np.mean(np.minimum(rets, 0.0) ** 2))
-        sharpe = rets.mean() / sd * np.sqrt(bars_per_year) if sd > 0 else np.nan
-        sortino = rets.mean() / downside * np.sqrt(bars_per_year) if downside > 0 else np.nan
-        peak = np.maximum.accumulate(np.concatenate(([start], eq)))
-        dd = float(np.max(1.0 - np.concatenate(([start], eq)) / peak)) if len(eq) else 0.0
+        if len(eq):
+            mean, sd, downside, dd = equity_stats_nb(eq, start)
+        else:
+            mean = sd = downside = dd = 0.0
+        sharpe = mean / sd * np.sqrt(bars_per_year) if sd > 0 else np.nan
+        sortino = mean / downside * np.sqrt(bars_per_year) if downside > 0 else np.nan
         trades = self.trade_records
         closed = trades[trades["exit_bar"] >= 0]
         net = closed["pnl"] - closed["fees"] + closed["funding"]
@@ -265,7 +267,7 @@ class Result:
             "clearance_fees": self.clearance_fees,
             "bust": self.bust,
         }
-        return pd.Series(out, name="stats", dtype=object)
+        return out
 
     def __repr__(self) -> str:
         s = self.settings

@@ -91,7 +91,7 @@ def run_combo(job: SweepJob, combo: Combo) -> dict[str, Any]:
     except (ValueError, NotImplementedError) as exc:
         raise ValueError(f"sweep combination {combo.index} ({combo.describe(job)}): "
                          f"{exc}") from exc
-    return {str(k): v for k, v in res.stats().items()}
+    return res.stats_dict()
 
 
 def run_chunk(chunk: Sequence[Combo], job: SweepJob) -> Part:

@@ -25,7 +25,8 @@ ref * (1 + half spread + impact), a sell at ref * (1 - half spread - impact).
 At most ``participation * volume[t]`` base units of a symbol fill in bar t (the bar's volume
 is what traded while the order worked: a stated convention).
 Nothing is precomputed: the model costs only at fills, so a run with it on costs about what a
-frictionless run costs.
+frictionless run costs; the recent state of each (bar, symbol) a fill needed is memoized per
+Market, so later runs on the same market (sweeps) reuse it.
 """
 
 from __future__ import annotations
@@ -56,12 +57,11 @@ def recent_state_nb(t, n, high, low, volume, span, window):
     return r_ewm, v_ewm
 
 
-@jit_nb
-def quote_nb(t, n, inside, high, low, volume, base, span, window, range_exponent,
-             thin_exponent, max_widening):
-    """(half spread, sigma, impact volume) of a fill of symbol n in bar t: at the open
-    (``inside`` False: state before t) or inside the bar (may use bar t's range and volume)."""
-    r_ewm, v_ewm = recent_state_nb(t, n, high, low, volume, span, window)
+@jit_nb(inline="always")
+def quote_from_state_nb(t, n, inside, r_ewm, v_ewm, high, low, volume, base, range_exponent,
+                        thin_exponent, max_widening):
+    """(half spread, sigma, impact volume) of a fill of symbol n in bar t from its recent
+    state (range_ewm, volume_ewm)."""
     k = t if inside else max(t - 1, 0)
     rng = np.log(high[k, n] / low[k, n])
     vol = volume[k, n]
@@ -72,11 +72,38 @@ def quote_nb(t, n, inside, high, low, volume, base, span, window, range_exponent
 
 
 @jit_nb
+def quote_nb(t, n, inside, high, low, volume, base, span, window, range_exponent,
+             thin_exponent, max_widening):
+    """(half spread, sigma, impact volume) of a fill of symbol n in bar t: at the open
+    (``inside`` False: state before t) or inside the bar (may use bar t's range and volume)."""
+    r_ewm, v_ewm = recent_state_nb(t, n, high, low, volume, span, window)
+    return quote_from_state_nb(t, n, inside, r_ewm, v_ewm, high, low, volume, base,
+                               range_exponent, thin_exponent, max_widening)
+
+
+@jit_nb
 def quote_cfg_nb(t, n, inside, mkt, cfg):
-    """quote_nb with the run's parameters (cfg) on the market arrays (mkt)."""
-    return quote_nb(t, n, inside, mkt.high, mkt.low, mkt.volume, cfg.base_half_spread[n],
-                    cfg.exec_span, cfg.exec_window, cfg.range_exponent, cfg.thin_exponent,
-                    cfg.max_widening)
+    """quote_nb with the run's parameters (cfg) on the market arrays (mkt).
+
+    The recent state of (t, n) is a pure function of the market and (span, window):
+    ``cfg.exec_state`` / ``cfg.exec_done`` memoize it per Market (perpbt.backtest), so the
+    runs of a sweep compute each bar's state once.
+    """
+    if cfg.exec_done.shape[0] > 0:
+        if not cfg.exec_done[t, n]:
+            r, v = recent_state_nb(t, n, mkt.high, mkt.low, mkt.volume, cfg.exec_span,
+                                   cfg.exec_window)
+            cfg.exec_state[t, n, 0] = r
+            cfg.exec_state[t, n, 1] = v
+            cfg.exec_done[t, n] = True
+        r_ewm = cfg.exec_state[t, n, 0]
+        v_ewm = cfg.exec_state[t, n, 1]
+    else:
+        r_ewm, v_ewm = recent_state_nb(t, n, mkt.high, mkt.low, mkt.volume, cfg.exec_span,
+                                       cfg.exec_window)
+    return quote_from_state_nb(t, n, inside, r_ewm, v_ewm, mkt.high, mkt.low, mkt.volume,
+                               cfg.base_half_spread[n], cfg.range_exponent, cfg.thin_exponent,
+                               cfg.max_widening)
 
 
 @jit_nb

@@ -80,6 +80,9 @@ class EngineConfig(NamedTuple):
     notional_targets: bool     # targets are quote notionals (FixedNotional), not exposures
     stop_frac_t: np.ndarray    # (T, N) Targets.stop per fill bar (fraction of entry; NaN: the
                                # rule's distance) or (0, N)
+    exec_state: np.ndarray     # (T, N, 2) memo of the execution model's (range_ewm,
+                               # volume_ewm) per bar, valid where exec_done; (0, N, 2) when off
+    exec_done: np.ndarray      # (T, N) bool
     quiet_stretch: bool        # run quiet bars through loop.quiet_stretch_nb (False: every bar
                                # through the full step list; the results are the same)
 
