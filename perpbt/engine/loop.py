@@ -613,8 +613,13 @@ def run_nb(mkt, ins, cfg, targets, order_bars, ps, acct, cnt, buf, scratch):
         upnl, changes, moved = close_positions_nb(t, qty, entry, liq, table, tier, ps.min_dist,
                                                   m_c, m_lo, m_hi, floor, count, quiet)
         cnt[C_TIER_CHANGES] += changes
-        if moved:
-            bands_ok = False
+        if moved or not bands_ok:
+            # set the bands for the next bar now (nothing moves them before its open but a
+            # table switch or a settlement, which redo them): the bar after an order or an
+            # event can take the quiet stretch
+            bands_ok = n_open > 0 and update_bands_nb(qty, liq, stops, takes, table, tier, floor,
+                                                      count, stop_on_mark, take_on_mark, cross,
+                                                      bands)
         wallet = acct[A_WALLET]
         equity = wallet + upnl
         if cfg.record_bars and (changed or t == 0 or (cross and n_open > 1)
