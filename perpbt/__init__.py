@@ -4,7 +4,9 @@ Isolated and cross margin, maker/taker fees, funding on the mark price, tiered m
 margin and liquidation on the mark price, in one numba bar loop.
 """
 
-from perpbt import data, margin
+import importlib
+
+from perpbt import margin
 from perpbt.backtest import backtest
 from perpbt.compare import Comparison, compare
 from perpbt.dask_executor import DaskExecutor
@@ -22,3 +24,9 @@ __all__ = ["backtest", "data", "margin", "Execution", "Instrument", "TierTable",
            "Targets", "EquityFraction", "FixedNotional", "Kelly", "RiskPerTrade", "VolTarget",
            "sweep", "ProcessExecutor", "compare", "Comparison", "DaskExecutor"]
 __version__ = "0.1.0"
+
+
+def __getattr__(name):
+    if name == "data":  # CSV, scenarios, ccxt and the Parquet cache load on first use
+        return importlib.import_module("perpbt.data")
+    raise AttributeError(f"module 'perpbt' has no attribute {name!r}")
