@@ -270,7 +270,8 @@ def backtest(market, strategy_or_targets, *, venue: str = "binance", margin: str
              intrabar: str = "pessimistic", stats_only: bool = False, funding: str = "strict",
              liquidation: str | None = None, execution: "Execution | bool | None" = None,
              sizing=None,
-             instruments: Mapping[str, Instrument] | None = None) -> Result:
+             instruments: Mapping[str, Instrument] | None = None,
+             _targets_memo: dict | None = None) -> Result:
     """Backtest target exposures on ``market``.
 
     ``leverage`` is the exchange setting (initial margin = notional / leverage), not the
@@ -296,7 +297,16 @@ def backtest(market, strategy_or_targets, *, venue: str = "binance", margin: str
         raise ValueError(f"initial_capital must be positive, got {initial_capital}")
     targets, source = target_frame(market, strategy_or_targets)
     lev = _leverage_array(leverage, market)
-    values, changes, order_bars = target_values(targets, source, lev, market, margin_mode)
+    # pb.sweep runs each of its own (never mutated) target frames many times: it passes a
+    # memo so the frame is converted and scanned once per leverage and margin mode
+    memo_key = (id(targets), lev.tobytes(), int(margin_mode))
+    hit = _targets_memo.get(memo_key) if _targets_memo is not None else None
+    if hit is not None and hit[0] is targets:  # the entry holds the frame: no id reuse
+        values, changes, order_bars = hit[1:]
+    else:
+        values, changes, order_bars = target_values(targets, source, lev, market, margin_mode)
+        if _targets_memo is not None:
+            _targets_memo[memo_key] = (targets, values, changes, order_bars)
     insts = resolve_instruments(market, venue, instruments)
     ins = pack_instruments(insts, market, preset, lev)
     if isinstance(strategy_or_targets, Strategy):  # the strategy's own rules, unless given
