@@ -264,6 +264,24 @@ def allocate_buffers(changes: int, mkt: MarketArrays, record_bars: bool, insts: 
         states=np.zeros(state_rows * n_sym if record_bars else 0, dtype=dtypes.state_dt))
 
 
+def memoized(memo: dict | None, key: tuple, owner, build):
+    """``build()``, or its value stored in ``memo`` under ``key``; the entry keeps ``owner``
+    (the object whose id is in the key), so a freed object's id cannot hit it."""
+    if memo is None:
+        return build()
+    hit = memo.get(key)
+    if hit is not None and hit[0] is owner:
+        return hit[1]
+    value = build()
+    memo[key] = (owner, value)
+    return value
+
+
+def _packed_instruments(market, venue: str, instruments, preset, lev: np.ndarray):
+    insts = resolve_instruments(market, venue, instruments)
+    return insts, pack_instruments(insts, market, preset, lev)
+
+
 def backtest(market, strategy_or_targets, *, venue: str = "binance", margin: str = "isolated",
              leverage: "float | Mapping[str, float]" = 10, initial_capital: float = 10_000.0,
              stop: "StopLoss | BreakEven | TimeStop | float | list | None" = None, take: "TakeProfit | float | None" = None,
@@ -271,7 +289,7 @@ def backtest(market, strategy_or_targets, *, venue: str = "binance", margin: str
              liquidation: str | None = None, execution: "Execution | bool | None" = None,
              sizing=None,
              instruments: Mapping[str, Instrument] | None = None,
-             _targets_memo: dict | None = None) -> Result:
+             _memo: dict | None = None) -> Result:
     """Backtest target exposures on ``market``.
 
     ``leverage`` is the exchange setting (initial margin = notional / leverage), not the
@@ -297,24 +315,21 @@ def backtest(market, strategy_or_targets, *, venue: str = "binance", margin: str
         raise ValueError(f"initial_capital must be positive, got {initial_capital}")
     targets, source = target_frame(market, strategy_or_targets)
     lev = _leverage_array(leverage, market)
-    # pb.sweep runs each of its own (never mutated) target frames many times: it passes a
-    # memo so the frame is converted and scanned once per leverage and margin mode
-    memo_key = (id(targets), lev.tobytes(), int(margin_mode))
-    hit = _targets_memo.get(memo_key) if _targets_memo is not None else None
-    if hit is not None and hit[0] is targets:  # the entry holds the frame: no id reuse
-        values, changes, order_bars = hit[1:]
-    else:
-        values, changes, order_bars = target_values(targets, source, lev, market, margin_mode)
-        if _targets_memo is not None:
-            _targets_memo[memo_key] = (targets, values, changes, order_bars)
-    insts = resolve_instruments(market, venue, instruments)
-    ins = pack_instruments(insts, market, preset, lev)
+    # pb.sweep runs its own (never mutated) target frames with the same few settings many
+    # times: it passes a memo so each frame is converted and scanned once per leverage and
+    # margin mode, and the instruments packed once per venue and leverage
+    values, changes, order_bars = memoized(
+        _memo, ("targets", id(targets), lev.tobytes(), int(margin_mode)), targets,
+        lambda: target_values(targets, source, lev, market, margin_mode))
+    insts, ins = memoized(
+        _memo, ("instruments", venue, lev.tobytes(), id(instruments)), instruments,
+        lambda: _packed_instruments(market, venue, instruments, preset, lev))
     if isinstance(strategy_or_targets, Strategy):  # the strategy's own rules, unless given
         stop = type(strategy_or_targets).default_stop if stop is None else stop
         take = type(strategy_or_targets).default_take if take is None else take
         if sizing is None:
             sizing = getattr(type(strategy_or_targets), "default_sizing", None)
-    stops = stop_rules(stop, market)
+    stops = memoized(_memo, ("stop", id(stop)), stop, lambda: stop_rules(stop, market))
     take_pct, take_trig = exit_rule_arrays(take, TakeProfit, market.n_symbols)
     exe = resolve_execution(execution)
     n_sym = market.n_symbols

@@ -80,12 +80,12 @@ class SweepJob:
     frames: list  # list[pd.DataFrame], T x N target exposures
     labels: list  # list[str], the strategy repr of each frame (for error messages)
     options: dict  # fixed pb.backtest keywords: stats_only, take, funding ...
-    # the frames converted and scanned, per (frame, leverage, margin mode): filled in each
-    # process as it runs (not shipped: see __getstate__)
-    targets_memo: dict = field(default_factory=dict)
+    # pb.backtest's memo (frames converted and scanned, instruments packed): filled in each
+    # process as it runs, never shipped (see __getstate__)
+    memo: dict = field(default_factory=dict)
 
     def __getstate__(self) -> dict:
-        return {**self.__dict__, "targets_memo": {}}
+        return {**self.__dict__, "memo": {}}
 
 
 def run_combo(job: SweepJob, combo: Combo) -> dict[str, Any]:
@@ -94,7 +94,7 @@ def run_combo(job: SweepJob, combo: Combo) -> dict[str, Any]:
         res = perpbt.backtest(job.market, job.frames[combo.frame], stop=combo.stop,
                               sizing=combo.sizing, leverage=combo.leverage,
                               margin=combo.margin, venue=combo.venue,
-                              _targets_memo=job.targets_memo, **job.options)
+                              _memo=job.memo, **job.options)
     except (ValueError, NotImplementedError) as exc:
         raise ValueError(f"sweep combination {combo.index} ({combo.describe(job)}): "
                          f"{exc}") from exc
