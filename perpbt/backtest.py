@@ -16,8 +16,9 @@ from perpbt import dtypes
 from perpbt.engine.loop import run_nb
 from perpbt.engine.scan import SCAN_INF, SCAN_OVER_LEVERAGE, scan_targets_nb
 from perpbt.engine.state import (C_ERROR, C_ERROR_BAR, C_ERROR_SYMBOL, N_ACCT, N_CNT,
-                                 QUIET_BLOCK, Buffers, EngineConfig, InstrumentArrays,
-                                 MarketArrays, new_position_state, new_scratch)
+                                 QUIET_BLOCK, QUIET_SUBBLOCK, Buffers, EngineConfig,
+                                 InstrumentArrays, MarketArrays, new_position_state,
+                                 new_scratch)
 from perpbt.enums import (ErrorCode, FundingMode, Intrabar, LiqPolicy, MarginMode,
                           parse_enum)
 from perpbt.execution import Execution, resolve_execution
@@ -162,12 +163,12 @@ def settlement_bars(rate: np.ndarray, covered: np.ndarray) -> np.ndarray:
     return np.append(bars, len(rate)).astype(np.int64)
 
 
-def block_ranges(low, high, mark_low, mark_high) -> np.ndarray:
-    """(4, T // QUIET_BLOCK, N): min low, max high, min mark_low, max mark_high of each whole
-    block of QUIET_BLOCK bars (the quiet stretch tests a block at once)."""
+def block_ranges(low, high, mark_low, mark_high, size: int) -> np.ndarray:
+    """(4, T // size, N): min low, max high, min mark_low, max mark_high of each whole block
+    of ``size`` bars (the quiet stretch tests a block at once)."""
     n_bars, n_sym = low.shape
-    n_full = n_bars // QUIET_BLOCK * QUIET_BLOCK
-    shape = (n_full // QUIET_BLOCK, QUIET_BLOCK, n_sym)
+    n_full = n_bars // size * size
+    shape = (n_full // size, size, n_sym)
     return np.ascontiguousarray(np.stack([
         low[:n_full].reshape(shape).min(axis=1), high[:n_full].reshape(shape).max(axis=1),
         mark_low[:n_full].reshape(shape).min(axis=1),
@@ -205,14 +206,17 @@ def market_arrays(market) -> MarketArrays:
     covered = np.require(a["funding_covered"], np.bool_, ["C", "W"])
     low, high, mark_low, mark_high = c("low"), c("high"), c("mark_low"), c("mark_high")
     sources = (rate, covered, low, high, mark_low, mark_high)
-    cached = getattr(market, "_engine_derived", None)  # (sources, settle bars, block ranges)
+    # (sources, settle bars, block ranges, sub-block ranges)
+    cached = getattr(market, "_engine_derived", None)
     if cached is None or any(x is not y for x, y in zip(cached[0], sources)):
         cached = (sources, settlement_bars(rate, covered),
-                  block_ranges(low, high, mark_low, mark_high))
+                  block_ranges(low, high, mark_low, mark_high, QUIET_BLOCK),
+                  block_ranges(low, high, mark_low, mark_high, QUIET_SUBBLOCK))
         market._engine_derived = cached
     return MarketArrays(np.require(market.time_ms, np.int64, ["C", "W"]), c("open"),
                         high, low, c("close"), c("volume"), c("mark_open"), mark_high,
-                        mark_low, c("mark_close"), rate, covered, cached[1], cached[2])
+                        mark_low, c("mark_close"), rate, covered, cached[1], cached[2],
+                        cached[3])
 
 
 def target_values(frame: pd.DataFrame, source: str, lev: np.ndarray, market,

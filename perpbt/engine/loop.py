@@ -19,7 +19,7 @@ from perpbt.engine.orders import execute_orders_nb, time_stops_nb
 from perpbt.engine.requirements import requirement_nb
 from perpbt.engine.state import (A_BUST, A_EQUITY_OPEN, A_WALLET, C_BUST_BAR, C_ERROR,
                                  C_LIQ_ACTIVE, C_QUIET_BARS, C_STATES, C_TIER_CHANGES, C_WORKING,
-                                 QUIET_BLOCK)
+                                 QUIET_BLOCK, QUIET_SUBBLOCK)
 from perpbt.engine.working import count_working_nb, work_at_open_nb
 from perpbt.enums import ErrorCode, MarginMode, PriceTrigger, Venue
 from perpbt.margin import tier_index_nb
@@ -249,10 +249,32 @@ def in_band_nb(t, n, bands, low, high, mark_low, mark_high):
             and mark_low[t, n] > bands[n, 2] and mark_high[t, n] < bands[n, 3])
 
 
+@jit_nb(inline="always")
+def block_quiet_nb(block_range, k, q, q_abs, e, wallet, lo_band, hi_band, m_lo_band, m_hi_band,
+                   check_bust, bust_level, cross, venue, t_floor, t_mmr, t_amt, t_count,
+                   t_taker):
+    """Does block k of one symbol's block ranges pass every test of a quiet bar? Its
+    extremes bound each bar's (the bust check and the cross requirement at the adverse
+    ones), so a pass means every bar of the block passes."""
+    b_lo = block_range[0, k, 0]
+    b_hi = block_range[1, k, 0]
+    b_m_lo = block_range[2, k, 0]
+    b_m_hi = block_range[3, k, 0]
+    if not (b_lo > lo_band and b_hi < hi_band and b_m_lo > m_lo_band and b_m_hi < m_hi_band):
+        return False
+    equity_worst = wallet + q * ((b_m_lo if q > 0 else b_m_hi) - e)
+    if check_bust and equity_worst <= bust_level:
+        return False
+    if cross:
+        return equity_worst - requirement_nb(venue, q_abs, b_m_hi, e, t_floor, t_mmr, t_amt,
+                                             t_count, t_taker) > 0.0
+    return True
+
+
 @jit_nb
 def quiet_stretch_nb(t, t_stop, qty, entry, bands, low, high, mark_low, mark_high, mark_close,
-                     block_range, wallet, bust_level, check_bust, cross_args, adverse,
-                     equity_out):
+                     block_range, subblock_range, wallet, bust_level, check_bust, cross_args,
+                     adverse, equity_out):
     """Run bars t, t+1, ... < t_stop while nothing can happen in them; returns the first bar
     it did not run.
 
@@ -284,27 +306,27 @@ def quiet_stretch_nb(t, t_stop, qty, entry, bands, low, high, mark_low, mark_hig
         t_floor, t_mmr, t_amt, t_count, t_taker = (floor[0, d], mmr[0, d], amt[0, d],
                                                    count[0, d], taker[0])
         adv = np.inf if q > 0 else -np.inf
+        close_1d = mark_close.reshape(mark_close.shape[0])  # one column: a contiguous view
         while t < t_stop:
-            if t % QUIET_BLOCK == 0 and t + QUIET_BLOCK <= t_stop:
-                k = t // QUIET_BLOCK
-                b_lo = block_range[0, k, 0]
-                b_hi = block_range[1, k, 0]
-                b_m_lo = block_range[2, k, 0]
-                b_m_hi = block_range[3, k, 0]
-                if (b_lo > lo_band and b_hi < hi_band and b_m_lo > m_lo_band
-                        and b_m_hi < m_hi_band):
-                    worst = b_m_lo if q > 0 else b_m_hi
-                    equity_worst = wallet + q * (worst - e)
-                    ok = not (check_bust and equity_worst <= bust_level)
-                    if ok and cross:
-                        ok = equity_worst - requirement_nb(venue, q_abs, b_m_hi, e, t_floor,
-                                                           t_mmr, t_amt, t_count, t_taker) > 0.0
-                    if ok:
-                        adv = min(adv, worst) if q > 0 else max(adv, worst)
-                        for i in range(t, t + QUIET_BLOCK):
-                            equity_out[i] = wallet + q * (mark_close[i, 0] - e)
-                        t += QUIET_BLOCK
-                        continue
+            size = 0  # a whole block starting at t that passes, in bars
+            if t % QUIET_BLOCK == 0 and t + QUIET_BLOCK <= t_stop and block_quiet_nb(
+                    block_range, t // QUIET_BLOCK, q, q_abs, e, wallet, lo_band, hi_band,
+                    m_lo_band, m_hi_band, check_bust, bust_level, cross, venue, t_floor, t_mmr,
+                    t_amt, t_count, t_taker):
+                size = QUIET_BLOCK
+            elif t % QUIET_SUBBLOCK == 0 and t + QUIET_SUBBLOCK <= t_stop and block_quiet_nb(
+                    subblock_range, t // QUIET_SUBBLOCK, q, q_abs, e, wallet, lo_band, hi_band,
+                    m_lo_band, m_hi_band, check_bust, bust_level, cross, venue, t_floor, t_mmr,
+                    t_amt, t_count, t_taker):
+                size = QUIET_SUBBLOCK
+            if size > 0:
+                rng = block_range if size == QUIET_BLOCK else subblock_range
+                worst = rng[2, t // size, 0] if q > 0 else rng[3, t // size, 0]
+                adv = min(adv, worst) if q > 0 else max(adv, worst)
+                for i in range(t, t + size):
+                    equity_out[i] = wallet + q * (close_1d[i] - e)
+                t += size
+                continue
             m_lo = mark_low[t, 0]
             m_hi = mark_high[t, 0]
             if not (low[t, 0] > lo_band and high[t, 0] < hi_band and m_lo > m_lo_band
@@ -520,7 +542,8 @@ def run_nb(mkt, ins, cfg, targets, order_bars, ps, acct, cnt, buf, scratch):
                 and (bands_ok or count_open_nb(qty) == 0)
                 and not (cross and count_open_nb(qty) > 1)):
             t_next = quiet_stretch_nb(t, t_stop, qty, entry, bands, lo, hi, m_lo, m_hi, m_c,
-                                      mkt.block_range, acct[A_WALLET], bust_level,
+                                      mkt.block_range, mkt.subblock_range,
+                                      acct[A_WALLET], bust_level,
                                       acct[A_BUST] == 0.0,
                                       cross_args, adverse, buf.equity)
             if t_next > t:

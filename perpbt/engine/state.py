@@ -12,6 +12,7 @@ import numpy as np
 
 
 QUIET_BLOCK = 64  # bars per block of MarketArrays.block_range
+QUIET_SUBBLOCK = 8  # bars per block of MarketArrays.subblock_range
 
 
 class MarketArrays(NamedTuple):
@@ -31,6 +32,7 @@ class MarketArrays(NamedTuple):
                                # any symbol, ascending, then T as a sentinel
     block_range: np.ndarray    # (4, T // QUIET_BLOCK, N) per block of QUIET_BLOCK bars: min
                                # low, max high, min mark_low, max mark_high
+    subblock_range: np.ndarray  # (4, T // QUIET_SUBBLOCK, N) the same per QUIET_SUBBLOCK bars
 
 
 class InstrumentArrays(NamedTuple):
