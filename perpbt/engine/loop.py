@@ -555,7 +555,9 @@ def run_nb(mkt, ins, cfg, targets, order_bars, ps, acct, cnt, buf, scratch):
         dirty = False
         changed = False
         quiet = False
-        if mkt.time_ms[t] >= next_switch:
+        # the precomputed next-event bars answer these without reading rows that the quiet
+        # stretch did not bring into cache (time, funding, targets)
+        if t >= switch_bar:
             dirty = switch_tables_nb(mkt.time_ms[t], ps, ins)
             next_switch = next_switch_nb(ps, ins)
             switch_bar = first_bar_at_nb(mkt.time_ms, next_switch)
@@ -564,7 +566,8 @@ def run_nb(mkt, ins, cfg, targets, order_bars, ps, acct, cnt, buf, scratch):
                 bands_ok = False
         n_open = count_open_nb(qty)
         if n_open > 0:
-            if settlement_due_nb(t, qty, mkt.funding_rate, mkt.funding_covered):
+            if settle_bars[si] == t and settlement_due_nb(t, qty, mkt.funding_rate,
+                                                          mkt.funding_covered):
                 settled = settle_funding_nb(t, mkt, ps, cfg, acct, cnt, buf)
                 if cnt[C_ERROR] != 0:
                     return
@@ -601,7 +604,8 @@ def run_nb(mkt, ins, cfg, targets, order_bars, ps, acct, cnt, buf, scratch):
         if equity_open <= bust_level and acct[A_BUST] == 0.0:
             acct[A_BUST] = 1.0
             cnt[C_BUST_BAR] = t
-        if t > 0 and (cnt[C_WORKING] > 0 or target_changed_nb(t, targets, ps.last_target)):
+        if t > 0 and (cnt[C_WORKING] > 0 or (order_bars[oi] == t
+                                             and target_changed_nb(t, targets, ps.last_target))):
             if execute_orders_nb(t, targets, mkt, ps, ins, cfg, acct, cnt, buf, want, has_order):
                 refresh_liq_prices_nb(m_o[t], ps, ins, cfg, acct[A_WALLET])
                 stamp_new_trades_nb(t, mkt, ps, buf)
