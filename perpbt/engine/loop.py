@@ -21,7 +21,7 @@ from perpbt.engine.state import (A_BUST, A_EQUITY_OPEN, A_WALLET, C_BUST_BAR, C_
                                  C_LIQ_ACTIVE, C_QUIET_BARS, C_STATES, C_TIER_CHANGES, C_WORKING,
                                  QUIET_BLOCK, QUIET_SUBBLOCK)
 from perpbt.engine.working import count_working_nb, work_at_open_nb
-from perpbt.enums import ErrorCode, MarginMode, PriceTrigger, Venue
+from perpbt.enums import ErrorCode, MarginMode, PriceTrigger
 from perpbt.margin import tier_index_nb
 
 BUST_FRACTION = 1e-9
@@ -503,7 +503,7 @@ def run_nb(mkt, ins, cfg, targets, order_bars, ps, acct, cnt, buf, scratch):
     the rare steps (funding, liquidation prices, events, orders). See the module notes.
     """
     n_bars = mkt.open.shape[0]
-    marks, want, has_order = scratch.marks, scratch.want, scratch.has_order
+    want, has_order = scratch.want, scratch.has_order
     qty, entry, margin, liq, trade_id = ps.qty, ps.entry, ps.margin, ps.liq_price, ps.trade_id
     stops, takes, table, tier = ps.stop_level, ps.take_level, ps.table, ps.tier
     o, lo, hi = mkt.open, mkt.low, mkt.high
