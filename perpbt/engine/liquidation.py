@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import numpy as np
 from perpbt._jit import jit_nb
-from perpbt.engine.requirements import position_requirement_nb, requirement_nb
-from perpbt.enums import MarginMode, Venue
+from perpbt.engine.requirements import (close_fee_rate_flat_nb, position_requirement_nb,
+                                        requirement_nb)
+from perpbt.enums import MarginMode
 from perpbt.margin import liq_price_nb
 
 
@@ -28,7 +29,7 @@ def refresh_liq_prices_flat_nb(marks, qty, entry, margin, fees_outside, liq_rec,
                 d = table[j]
                 r = requirement_nb(venue, abs(q), marks[j], entry[j], floor[j, d], mmr[j, d],
                                    amt[j, d], count[j, d], taker[j])
-                cfr = clearance[j] if venue == Venue.okx else clearance[j] + taker[j]
+                cfr = close_fee_rate_flat_nb(venue, clearance[j], taker[j])
                 tot_req += r
                 tot_req_fee += r + cfr * abs(q) * marks[j]
                 tot_upnl += q * (marks[j] - entry[j])
@@ -38,7 +39,7 @@ def refresh_liq_prices_flat_nb(marks, qty, entry, margin, fees_outside, liq_rec,
             liq_price[n] = np.nan
             liq_price_fees[n] = np.nan
             continue
-        cfr = clearance[n] if venue == Venue.okx else clearance[n] + taker[n]
+        cfr = close_fee_rate_flat_nb(venue, clearance[n], taker[n])
         d = table[n]
         side = 1 if q > 0 else -1
         q_abs = abs(q)

@@ -13,8 +13,6 @@ from __future__ import annotations
 import numpy as np
 from perpbt._jit import jit_nb
 from perpbt.engine.requirements import requirement_nb
-from perpbt.enums import Venue
-from perpbt.margin import tier_index_nb
 
 
 @jit_nb(_nrt=True)  # allocates its small per-symbol work arrays
@@ -60,16 +58,8 @@ def bar_outputs_nb(states, mark_close, time_ms, table_since, tier_floor, tier_mm
             upnl = q * (mark - entry[n])
             upnl_sum += upnl
             d = table[n]
-            k = tier_index_nb(tier_floor[n, d], tier_count[n, d], q_abs * mark)
-            mm = q_abs * mark * tier_mmr[n, d, k] - tier_amt[n, d, k]
-            if venue == Venue.binance:
-                req = mm
-            elif venue == Venue.okx:
-                req = mm + taker_fee[n] * q_abs * mark
-            else:
-                req = requirement_nb(venue, q_abs, mark, entry[n], tier_floor[n, d],
-                                     tier_mmr[n, d], tier_amt[n, d], tier_count[n, d],
-                                     taker_fee[n])
+            req = requirement_nb(venue, q_abs, mark, entry[n], tier_floor[n, d], tier_mmr[n, d],
+                                 tier_amt[n, d], tier_count[n, d], taker_fee[n])
             req_sum += req
             if cross:
                 used += q_abs * mark / leverage[n]

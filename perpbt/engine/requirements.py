@@ -68,9 +68,15 @@ def is_cross_nb(cfg):
     return cfg.margin_mode == MarginMode.cross
 
 
+@jit_nb(inline="always")
+def close_fee_rate_flat_nb(venue, clearance_fee, taker_fee):
+    """Close cost in the liquidation price with fees: clearance + taker (OKX: clearance)."""
+    if venue == Venue.okx:
+        return clearance_fee
+    return clearance_fee + taker_fee
+
+
 @jit_nb
 def close_fee_rate_nb(n, ins, cfg):
-    """Close cost in the liquidation price with fees: clearance + taker (OKX: clearance)."""
-    if cfg.venue == Venue.okx:
-        return ins.clearance_fee[n]
-    return ins.clearance_fee[n] + ins.taker_fee[n]
+    """close_fee_rate_flat_nb of symbol n."""
+    return close_fee_rate_flat_nb(cfg.venue, ins.clearance_fee[n], ins.taker_fee[n])

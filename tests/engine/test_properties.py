@@ -40,13 +40,14 @@ def random_bars(rng, n_bars: int, vol: float, start: float = 100.0):
     return last, mark
 
 
-def random_market(seed: int, vol: float, taker: float, clearance: float):
+def random_market(seed: int, vol: float, taker: float, clearance: float, *,
+                  n_bars: int = N_BARS, symbols=SYMBOLS, funding_every: int = 8):
     rng = np.random.default_rng(seed)
     last, mark, funding, insts = {}, {}, {}, {}
-    for i, sym in enumerate(SYMBOLS):
-        last[sym], mark[sym] = random_bars(rng, N_BARS, vol, 100.0 * (1 + i))
-        funding[sym] = [(b, float(r)) for b, r in zip(range(0, N_BARS, 8),
-                                                        rng.uniform(-0.002, 0.002, N_BARS))]
+    for i, sym in enumerate(symbols):
+        last[sym], mark[sym] = random_bars(rng, n_bars, vol, 100.0 * (1 + i))
+        funding[sym] = [(b, float(r)) for b, r in zip(range(0, n_bars, funding_every),
+                                                        rng.uniform(-0.002, 0.002, n_bars))]
         insts[sym] = test_instrument(sym, taker_fee=taker, clearance_fee=clearance)
     return make_market(last, mark, funding, instruments=insts)
 

@@ -17,8 +17,7 @@ from hypothesis import strategies as st
 import importlib
 
 import perpbt as pb
-from tests.engine.test_properties import random_bars
-from tests.helpers import make_market, test_instrument
+from tests.engine.test_properties import random_market
 
 N_BARS = 240
 bt = importlib.import_module("perpbt.backtest")  # the module (perpbt.backtest is the function)
@@ -27,14 +26,8 @@ bt = importlib.import_module("perpbt.backtest")  # the module (perpbt.backtest i
 def calm_market(seed: int, n_symbols: int, vol: float, taker: float, clearance: float,
                 funding_every: int):
     """Random bars, calm enough for long quiet runs, with settlements every few bars."""
-    rng = np.random.default_rng(seed)
-    last, mark, funding, insts = {}, {}, {}, {}
-    for i, sym in enumerate(("A", "B")[:n_symbols]):
-        last[sym], mark[sym] = random_bars(rng, N_BARS, vol, 100.0 * (1 + i))
-        funding[sym] = [(b, float(r)) for b, r in zip(range(0, N_BARS, funding_every),
-                                                        rng.uniform(-0.002, 0.002, N_BARS))]
-        insts[sym] = test_instrument(sym, taker_fee=taker, clearance_fee=clearance)
-    return make_market(last, mark, funding, instruments=insts)
+    return random_market(seed, vol, taker, clearance, n_bars=N_BARS,
+                         symbols=("A", "B")[:n_symbols], funding_every=funding_every)
 
 
 def sparse_targets(seed: int, market, leverage: float) -> pd.DataFrame:
