@@ -304,12 +304,19 @@ sys.meta_path.insert(0, _NoScipy())
 """
 
 
-def run_child(cache_dir: str, bars: int = 2_000, no_scipy: bool = False) -> dict:
+def run_child(cache_dir: str, bars: int = 2_000, no_scipy: bool = False,
+              python: str | None = None) -> dict:
+    """One fresh process: import perpbt, build a small market, run one backtest. Python's own
+    bytecode cache is allowed (``PYTHONDONTWRITEBYTECODE`` dropped), as in any installed
+    package; a warm start means both caches are warm. ``python`` runs the child in another
+    interpreter, e.g. a venv holding only perpbt's runtime install."""
     env = dict(os.environ, NUMBA_CACHE_DIR=cache_dir)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     code = CHILD.format(here=str(HERE), bars=bars, prelude=NO_SCIPY if no_scipy else "")
     t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                          cwd=str(HERE.parent))
+    # cwd is the benchmarks folder: another interpreter then imports its own installed perpbt
+    proc = subprocess.run([python or sys.executable, "-c", code], env=env, capture_output=True,
+                          text=True, cwd=str(HERE))
     wall = time.perf_counter() - t0
     if proc.returncode != 0:
         raise RuntimeError(f"child process failed:\n{proc.stderr[-4000:]}")
@@ -318,15 +325,21 @@ def run_child(cache_dir: str, bars: int = 2_000, no_scipy: bool = False) -> dict
     return out
 
 
-def measure_startup(repeat: int) -> dict:
+def measure_startup(repeat: int, runtime_python: str | None = None) -> dict:
     """Cold compile (empty cache) once, then ``max(repeat, 3)`` warm fresh processes in the
-    dev environment and as many without scipy (the runtime install), interleaved."""
-    with tempfile.TemporaryDirectory(prefix="perpbt_nbc_") as cache_dir:
+    dev environment and as many in the runtime install, interleaved. The runtime install is
+    ``runtime_python`` (a venv with ``pip install perpbt`` only) when given, else this
+    interpreter with scipy hidden (the only difference that matters at start-up)."""
+    with tempfile.TemporaryDirectory(prefix="perpbt_nbc_") as cache_dir, \
+            tempfile.TemporaryDirectory(prefix="perpbt_nbc_rt_") as runtime_cache:
         cold = run_child(cache_dir)
+        if runtime_python:
+            run_child(runtime_cache, python=runtime_python)  # its own cold compile
         warm, runtime = [], []
         for _ in range(max(repeat, 3)):
             warm.append(run_child(cache_dir))
-            runtime.append(run_child(cache_dir, no_scipy=True))
+            runtime.append(run_child(runtime_cache, python=runtime_python) if runtime_python
+                           else run_child(cache_dir, no_scipy=True))
     pick = lambda runs, key: float(np.median([w[key] for w in runs]))  # noqa: E731
     return dict(cold_ready_s=cold["ready_s"], cold_wall_s=cold["wall_s"],
                 cold_import_s=cold["import_s"], cold_call_s=cold["call_s"],
@@ -361,6 +374,9 @@ def main(argv=None) -> dict:
     ap.add_argument("--skip-subprocess", action="store_true",
                     help="skip the cold-compile and warm-start subprocesses")
     ap.add_argument("--skip-vbt", action="store_true", help="skip vectorbt")
+    ap.add_argument("--runtime-python", default=None,
+                    help="python of a venv holding only perpbt's runtime install (no dev extra), "
+                         "for the warm start; default: this python with scipy hidden")
     args = ap.parse_args(argv)
     n = args.bars
 
@@ -476,7 +492,7 @@ def main(argv=None) -> dict:
 
     startup = {}
     if not args.skip_subprocess:
-        startup = measure_startup(args.repeat)
+        startup = measure_startup(args.repeat, args.runtime_python)
         print()
         print(f"  first-call compile, empty NUMBA_CACHE_DIR: import {startup['cold_import_s']:.2f} s"
               f" + first backtest {startup['cold_call_s']:.2f} s = {startup['cold_ready_s']:.2f} s "
@@ -485,7 +501,9 @@ def main(argv=None) -> dict:
               f"{startup['warm_import_s']:.2f} s + first backtest {startup['warm_call_s']:.2f} s = "
               f"{startup['warm_ready_s']:.2f} s (min {startup['warm_ready_min_s']:.2f} s; "
               f"process wall {startup['warm_wall_s']:.2f} s)")
-        print(f"  the same without scipy (perpbt's runtime install; scipy comes with vectorbt): "
+        where = (f"in {args.runtime_python}" if args.runtime_python
+                 else "this python with scipy hidden")
+        print(f"  the same in perpbt's runtime install ({where}; scipy comes with vectorbt): "
               f"import {startup['runtime_import_s']:.2f} s + first backtest "
               f"{startup['runtime_call_s']:.2f} s = {startup['runtime_ready_s']:.2f} s (min "
               f"{startup['runtime_ready_min_s']:.2f} s)")
