@@ -21,15 +21,20 @@ execution model), so the comparison favours it.
 The signal frames are built outside the timed region on both sides except that ``pb.sweep``
 computes the strategy's signals itself (once per ``fast`` value; a few ms each).
 
-Core scaling: ``pb.sweep(executor="local")`` against ``pb.ProcessExecutor(max_workers=2)``,
-interleaved, ``--repeat`` times each; the pool is created by each sweep, so its start-up is
-part of the 2-worker time (as a user pays it).
+Throughput is ``pb.sweep``'s default executor, ``"local"``: threads in this process, one per
+core (the kernels release the GIL). The line above it gives the 1-thread figure and its ratio.
+
+Core scaling: ``pb.LocalExecutor(max_workers=1)`` against ``max_workers=2`` (threads sharing
+the market), interleaved, ``--repeat`` times each; then the same with
+``pb.ProcessExecutor(max_workers=2)`` (processes; the pool is created by each sweep, so its
+start-up is part of the time, as a user pays it).
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import os
 import statistics
 import sys
 import time
@@ -175,14 +180,19 @@ def main(argv=None) -> dict:
           f"liquidations and the execution model on")
     out: dict = {"combos": n, "bars": args.bars}
 
+    one = sweep_runner(market, strategy_cls, fasts, stops, levs, pb.LocalExecutor(1))
     local = sweep_runner(market, strategy_cls, fasts, stops, levs, "local")
     sweep_runner(market, strategy_cls, fasts[:1], stops[:1], levs[:1], "local")()  # compile
-    t_pb, frame = timed(local)
-    out["perpbt_s"] = t_pb
-    out["perpbt_runs_per_s"] = n / t_pb
-    out["liquidations"] = int(frame["liquidations"].sum())
-    print(f"perpbt pb.sweep (1 core)       {t_pb:8.2f} s  {n / t_pb:10,.1f} runs/s  "
+    t_one, frame = timed(one)
+    t_pb, frame_local = timed(local)
+    assert frame.equals(frame_local), "1 thread and the default executor differ"
+    out.update(perpbt_one_s=t_one, perpbt_one_runs_per_s=n / t_one, perpbt_s=t_pb,
+               perpbt_runs_per_s=n / t_pb, liquidations=int(frame["liquidations"].sum()),
+               threads=os.cpu_count())
+    print(f"perpbt pb.sweep, 1 thread            {t_one:8.2f} s  {n / t_one:10,.1f} runs/s  "
           f"({out['liquidations']:,} liquidations in all runs)")
+    print(f"perpbt pb.sweep, default ({os.cpu_count()} threads) {t_pb:8.2f} s  "
+          f"{n / t_pb:10,.1f} runs/s")
 
     if not args.skip_vbt:
         vbt = vbt_runner(market, strategy_cls, fasts, stops, levs)
@@ -192,31 +202,43 @@ def main(argv=None) -> dict:
         out["vbt_s"] = t_vbt
         out["vbt_runs_per_s"] = n / t_vbt
         out["ratio"] = t_vbt / t_pb
-        print(f"vectorbt from_signals sl_stop  {t_vbt:8.2f} s  {n / t_vbt:10,.1f} runs/s  "
+        out["ratio_one_thread"] = t_vbt / t_one
+        print(f"vectorbt from_signals sl_stop        {t_vbt:8.2f} s  {n / t_vbt:10,.1f} runs/s  "
               f"(second call; the first, compiling, took {t_first:.2f} s)")
-        print(f"throughput ratio perpbt / vectorbt: {out['ratio']:.2f}x "
+        print(f"throughput ratio perpbt / vectorbt: {out['ratio']:.2f}x with pb.sweep's default "
+              f"executor, {out['ratio_one_thread']:.2f}x on 1 thread "
               f"(target {TARGETS['vbt_ratio']:.0f}x)")
 
-    two = sweep_runner(market, strategy_cls, fasts, stops, levs,
-                       pb.ProcessExecutor(max_workers=args.workers))
-    t1, t2 = [], []
+    two = sweep_runner(market, strategy_cls, fasts, stops, levs, pb.LocalExecutor(args.workers))
+    procs = sweep_runner(market, strategy_cls, fasts, stops, levs,
+                         pb.ProcessExecutor(max_workers=args.workers))
+    t1, t2, tp = [], [], []
     for _ in range(args.repeat):
-        t1.append(timed(local)[0])
+        t1.append(timed(one)[0])
         t2.append(timed(two)[0])
+        tp.append(timed(procs)[0])
     speedups = [a / b for a, b in zip(t1, t2)]
-    if "vbt_s" in out:  # the ratio again, on the median of every 1-core perpbt sweep
-        out["ratio_median"] = out["vbt_s"] / statistics.median([t_pb, *t1])
-        print(f"throughput ratio on perpbt's median 1-core time over {args.repeat + 1} sweeps: "
-              f"{out['ratio_median']:.2f}x")
+    proc_speedups = [a / b for a, b in zip(t1, tp)]
+    if "vbt_s" in out:  # the ratios again, on the medians of every sweep
+        out["ratio_median"] = out["vbt_s"] / statistics.median(t2)
+        out["ratio_one_thread_median"] = out["vbt_s"] / statistics.median([t_one, *t1])
+        print(f"throughput ratio on perpbt's median times over {args.repeat} sweeps: "
+              f"{out['ratio_median']:.2f}x on {args.workers} threads, "
+              f"{out['ratio_one_thread_median']:.2f}x on 1 thread")
     out.update(one_core_s=statistics.median(t1), two_core_s=statistics.median(t2),
                speedup=statistics.median(speedups), speedup_min=min(speedups),
-               speedup_max=max(speedups))
-    print(f"1 core (local): median {out['one_core_s']:.2f} s (min {min(t1):.2f}, max "
-          f"{max(t1):.2f}); {args.workers} workers (processes): median {out['two_core_s']:.2f} s "
-          f"(min {min(t2):.2f}, max {max(t2):.2f}); {args.repeat} interleaved runs each")
-    print(f"speed-up 1 -> {args.workers} workers: {out['speedup']:.2f}x (min "
+               speedup_max=max(speedups), process_s=statistics.median(tp),
+               process_speedup=statistics.median(proc_speedups))
+    print(f"1 thread: median {out['one_core_s']:.2f} s (min {min(t1):.2f}, max {max(t1):.2f}); "
+          f"{args.workers} threads: median {out['two_core_s']:.2f} s (min {min(t2):.2f}, max "
+          f"{max(t2):.2f}); {args.repeat} interleaved runs each")
+    print(f"speed-up 1 -> {args.workers} threads: {out['speedup']:.2f}x (min "
           f"{out['speedup_min']:.2f}, max {out['speedup_max']:.2f}; target "
           f"{TARGETS['two_core_speedup']:.1f}x)")
+    print(f"the same with {args.workers} processes (pb.ProcessExecutor, pool start-up "
+          f"included): median {out['process_s']:.2f} s, speed-up "
+          f"{out['process_speedup']:.2f}x (min {min(proc_speedups):.2f}, max "
+          f"{max(proc_speedups):.2f})")
     out["machine_speedup"] = machine_speedup(args.workers)
     print(f"machine check: pure-Python busy loops in {args.workers} processes run "
           f"{out['machine_speedup']:.2f}x faster than serially (the ceiling on this machine)")

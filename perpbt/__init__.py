@@ -17,12 +17,12 @@ from perpbt.result import Result
 from perpbt.risk import BreakEven, StopLoss, TakeProfit, TimeStop
 from perpbt.sizing import EquityFraction, FixedNotional, Kelly, RiskPerTrade, VolTarget
 from perpbt.strategy import Strategy, Targets
-from perpbt.sweep import ProcessExecutor, sweep
+from perpbt.sweep import LocalExecutor, ProcessExecutor, sweep
 
 __all__ = ["backtest", "data", "margin", "Execution", "Instrument", "TierTable", "load_tiers",
            "Market", "Result", "StopLoss", "TakeProfit", "BreakEven", "TimeStop", "Strategy",
            "Targets", "EquityFraction", "FixedNotional", "Kelly", "RiskPerTrade", "VolTarget",
-           "sweep", "ProcessExecutor", "compare", "Comparison", "DaskExecutor"]
+           "sweep", "LocalExecutor", "ProcessExecutor", "compare", "Comparison", "DaskExecutor"]
 __version__ = "0.1.0"
 
 

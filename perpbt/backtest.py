@@ -7,6 +7,7 @@ isolated mode) an exposure beyond the leverage.
 
 from __future__ import annotations
 
+import threading
 from typing import Mapping
 
 import numpy as np
@@ -187,7 +188,9 @@ def exec_memo(market, exe) -> dict[str, np.ndarray]:
     if memos is None or any(x is not y for x, y in zip(memos[0], sources)):
         memos = (sources, {})
         market._exec_memo = memos
-    key = (float(exe.span), int(exe.window))
+    # the kernel fills this memo as it runs: one per thread, so the threads of a sweep never
+    # read a (bar, symbol) entry another thread is writing
+    key = (float(exe.span), int(exe.window), threading.get_ident())
     if key not in memos[1]:  # np.empty / np.zeros: pages are touched only where used
         memos[1][key] = dict(exec_state=np.empty((n_bars, n_sym, 2)),
                              exec_done=np.zeros((n_bars, n_sym), dtype=np.bool_))
@@ -288,6 +291,23 @@ def _packed_instruments(market, venue: str, instruments, preset, lev: np.ndarray
     return insts, pack_instruments(insts, market, preset, lev)
 
 
+def _execution_fields(exe: Execution | None, symbols: list[str]) -> dict:
+    """The EngineConfig fields of an execution model (per-symbol arrays where it has them)."""
+    ones = np.ones(len(symbols))
+    return dict(exec_on=exe is not None,
+                participation=exe.per_symbol("participation", symbols) if exe else ones,
+                impact_k=exe.per_symbol("impact_k", symbols) if exe else ones * 0,
+                stress=exe.per_symbol("stress", symbols) if exe else ones,
+                carry_orders=bool(exe and exe.remainder == "carry"),
+                base_half_spread=(exe.half_spreads(symbols) if exe
+                                  else np.zeros(len(symbols))),
+                exec_span=float(exe.span if exe else 1.0),
+                exec_window=int(exe.window if exe else 1),
+                range_exponent=float(exe.range_exponent if exe else 0.0),
+                thin_exponent=float(exe.thin_exponent if exe else 0.0),
+                max_widening=float(exe.max_widening if exe else 1.0))
+
+
 def backtest(market, strategy_or_targets, *, venue: str = "binance", margin: str = "isolated",
              leverage: "float | Mapping[str, float]" = 10, initial_capital: float = 10_000.0,
              stop: "StopLoss | BreakEven | TimeStop | float | list | None" = None, take: "TakeProfit | float | None" = None,
@@ -319,8 +339,10 @@ def backtest(market, strategy_or_targets, *, venue: str = "binance", margin: str
         policy = parse_enum(LiqPolicy, policy_name, "liquidation")
     if not initial_capital > 0:
         raise ValueError(f"initial_capital must be positive, got {initial_capital}")
-    targets, source = target_frame(market, strategy_or_targets)
-    lev = _leverage_array(leverage, market)
+    targets, source = memoized(_memo, ("frame", id(strategy_or_targets)), strategy_or_targets,
+                               lambda: target_frame(market, strategy_or_targets))
+    lev = memoized(_memo, ("leverage", id(leverage)), leverage,
+                   lambda: _leverage_array(leverage, market))
     # pb.sweep runs its own (never mutated) target frames with the same few settings many
     # times: it passes a memo so each frame is converted and scanned once per leverage and
     # margin mode, and the instruments packed once per venue and leverage
@@ -337,9 +359,9 @@ def backtest(market, strategy_or_targets, *, venue: str = "binance", margin: str
             sizing = getattr(type(strategy_or_targets), "default_sizing", None)
     stops = memoized(_memo, ("stop", id(stop)), stop, lambda: stop_rules(stop, market))
     take_pct, take_trig = exit_rule_arrays(take, TakeProfit, market.n_symbols)
-    exe = resolve_execution(execution)
+    exe = memoized(_memo, ("execution", id(execution)), execution,
+                   lambda: resolve_execution(execution))
     n_sym = market.n_symbols
-    ones = np.ones(n_sym)
     notional_targets = False
     caps = None  # Result builds the empty table on first access
     if sizing is not None:
@@ -356,19 +378,8 @@ def backtest(market, strategy_or_targets, *, venue: str = "binance", margin: str
                        stop_pct=stops["stop_pct"], stop_trigger=stops["stop_trigger"],
                        take_pct=take_pct,
                        take_trigger=take_trig, record_bars=not stats_only,
-                       exec_on=exe is not None,
-                       participation=(exe.per_symbol("participation", market.symbols) if exe
-                                      else ones),
-                       impact_k=exe.per_symbol("impact_k", market.symbols) if exe else ones * 0,
-                       stress=exe.per_symbol("stress", market.symbols) if exe else ones,
-                       carry_orders=bool(exe and exe.remainder == "carry"),
-                       base_half_spread=(exe.half_spreads(market.symbols) if exe
-                                         else np.zeros(n_sym)),
-                       exec_span=float(exe.span if exe else 1.0),
-                       exec_window=int(exe.window if exe else 1),
-                       range_exponent=float(exe.range_exponent if exe else 0.0),
-                       thin_exponent=float(exe.thin_exponent if exe else 0.0),
-                       max_widening=float(exe.max_widening if exe else 1.0),
+                       **memoized(_memo, ("exec_fields", id(exe)), exe,
+                                  lambda: _execution_fields(exe, market.symbols)),
                        stop_dist_t=stops["stop_dist_t"], trail=stops["trail"],
                        breakeven=stops["breakeven"], time_stop=stops["time_stop"],
                        dyn_stops=bool(stops["trail"] or np.isfinite(stops["breakeven"]).any()),
@@ -376,7 +387,7 @@ def backtest(market, strategy_or_targets, *, venue: str = "binance", margin: str
                        stop_frac_t=target_stops(strategy_or_targets, market, source),
                        **exec_memo(market, exe),
                        quiet_stretch=QUIET_STRETCH)
-    mkt = market_arrays(market)
+    mkt = memoized(_memo, ("market", id(market)), market, lambda: market_arrays(market))
     for scale in (1, 8, 64, 1024):
         buf = allocate_buffers(changes, mkt, not stats_only, insts,
                                margin_mode == MarginMode.cross, scale)

@@ -15,7 +15,7 @@ from perpbt.engine.state import (A_BUST, A_CLEARANCE, A_INSURANCE, A_WALLET, C_B
                                  C_STATES, C_STOPS,
                                  C_TIER_CHANGES, C_TRADES)
 from perpbt.engine.outputs import bar_outputs_nb
-from perpbt.engine.stats import equity_stats_nb
+from perpbt.engine.stats import equity_stats_nb, record_stats_nb
 from perpbt.enums import FillReason, LiqPolicy, MarginMode, OrderStatus
 
 YEAR_MS = 365.25 * 86_400_000
@@ -243,11 +243,8 @@ class Result:
             mean = sd = downside = dd = 0.0
         sharpe = mean / sd * np.sqrt(bars_per_year) if sd > 0 else np.nan
         sortino = mean / downside * np.sqrt(bars_per_year) if downside > 0 else np.nan
-        trades = self.trade_records
-        closed = trades[trades["exit_bar"] >= 0]
-        net = closed["pnl"] - closed["fees"] + closed["funding"]
-        dist = trades["min_liq_distance"]
-        dist = dist[np.isfinite(dist)]
+        wins, closed, fees, received, min_dist, beyond = record_stats_nb(
+            self.fill_records, self.trade_records, self.funding_records)
         out = {
             "total_return": total,
             "cagr": cagr,
@@ -255,13 +252,13 @@ class Result:
             "sortino": sortino,
             "max_drawdown": dd,
             "calmar": cagr / dd if dd > 0 else np.nan,
-            "trades": int(len(trades)),
-            "win_rate": float(np.mean(net > 0)) if len(closed) else np.nan,
-            "fees_paid": float(self.fill_records["fee"].sum()),
-            "funding_paid": float(-self.funding_records["payment"].sum()),
-            "liquidations": int(len(self.liq_records)),
-            "min_liq_distance": float(dist.min()) if len(dist) else np.nan,
-            "stops_beyond_liq": int(trades["stop_beyond_liq"].sum()),
+            "trades": int(self._cnt[C_TRADES]),
+            "win_rate": wins / closed if closed else np.nan,
+            "fees_paid": float(fees),
+            "funding_paid": float(-received),
+            "liquidations": int(self._cnt[C_LIQS]),
+            "min_liq_distance": float(min_dist),
+            "stops_beyond_liq": int(beyond),
             "final_equity": final,
             "insurance_fund_change": self.insurance_fund,
             "clearance_fees": self.clearance_fees,

@@ -13,7 +13,8 @@ How it runs:
   and the remaining ``pb.backtest`` keywords;
 - signals are computed once per distinct parameter set (in the calling process); every
   engine combination of that set reuses its target frame;
-- the engine runs are spread by an executor: ``"local"`` (serial, in-process),
+- the engine runs are spread by an executor: ``"local"`` (in-process threads, one per
+  core by default: the kernels release the GIL; ``LocalExecutor(max_workers=1)`` is serial),
   ``"processes"`` (``ProcessExecutor``: a process pool, the market and the target frames
   handed to each worker once by its initializer) or ``pb.DaskExecutor(client_or_address)``
   (scattered to every worker once). Rows come back in combination order whatever the
@@ -32,7 +33,7 @@ import inspect
 import itertools
 import os
 import sys
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
@@ -115,13 +116,33 @@ def chunked(combos: Sequence[Combo], n_chunks: int) -> list[list[Combo]]:
 
 # ---------------------------------------------------------------------------- executors
 class LocalExecutor:
-    """Serial, in the calling process."""
+    """In the calling process, on ``max_workers`` threads (default: the CPU count; 1 runs
+    serially, without a pool). The engine's kernels release the GIL, so the threads share
+    the market and the target frames with no copy; only the Python around each run (a
+    small part of it) takes turns. ``chunks_per_worker`` trades scheduling overhead against
+    load balance and how often the progress bar moves."""
+
+    def __init__(self, max_workers: int | None = None, chunks_per_worker: int = 16) -> None:
+        if max_workers is not None and not int(max_workers) >= 1:
+            raise ValueError(f"max_workers must be >= 1, got {max_workers!r}")
+        self.max_workers = None if max_workers is None else int(max_workers)
+        self.chunks_per_worker = max(1, int(chunks_per_worker))
 
     def submit(self, job: SweepJob, combos: Sequence[Combo]) -> Iterator[Part]:
-        return (run_chunk([c], job) for c in combos)
+        n = min(self.max_workers or os.cpu_count() or 1, max(len(combos), 1))
+        if n == 1:
+            return (run_chunk([c], job) for c in combos)
+        pool = ThreadPoolExecutor(n, thread_name_prefix="perpbt-sweep")
+        try:
+            futures = [pool.submit(run_chunk, chunk, job)
+                       for chunk in chunked(combos, n * self.chunks_per_worker)]
+        except BaseException:
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+        return ProcessExecutor._collect(pool, futures)
 
     def __repr__(self) -> str:
-        return "LocalExecutor()"
+        return f"LocalExecutor(max_workers={self.max_workers})"
 
 
 _WORKER_JOB: SweepJob | None = None
@@ -312,7 +333,8 @@ def sweep(market, strategy_cls: type, grid: Mapping[str, Any], *, stop: Any = No
     ``stop`` (a fraction of the entry or ``pb.StopLoss``), ``leverage``, ``margin`` and
     ``venue`` take a scalar or a list (each list is an axis); ``sizing`` takes perpbt.sizing
     rules or None (None and a None stop: the strategy's ``default_sizing``/``default_stop``).
-    ``executor``: "local", "processes", a ``ProcessExecutor`` or ``pb.DaskExecutor``. Other
+    ``executor``: "local" (threads in this process, one per core), "processes", a
+    ``LocalExecutor(max_workers=...)``, a ``ProcessExecutor`` or ``pb.DaskExecutor``. Other
     keywords (``take``, ``initial_capital``, ``funding``, ``liquidation``, ``execution`` ...)
     go to every ``pb.backtest``.
 
@@ -360,8 +382,9 @@ def sweep(market, strategy_cls: type, grid: Mapping[str, Any], *, stop: Any = No
 
     stats: dict[int, dict] = {}
     todo: Sequence[Combo] = combos
-    if not isinstance(runner, LocalExecutor) and combos:
-        # compile (or load) the kernel and check one combination here before shipping
+    if combos:
+        # compile (or load) the kernel and check one combination here, before shipping
+        # anything to workers or threads
         stats[0] = run_combo(job, combos[0])
         todo = combos[1:]
     parts = runner.submit(job, todo) if todo else iter(())

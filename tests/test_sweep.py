@@ -106,6 +106,25 @@ def test_sweep_signals_once_per_parameter_set(market):
     assert CountingCross.calls == 2  # workers get target frames, never call signals
 
 
+def test_sweep_threads_identical_to_serial_with_execution_model(market):
+    """The default executor runs threads that share the market; the execution model's memo,
+    which the kernel fills as it runs, is one per thread. Serial, 2 and 3 threads (several
+    chunks per thread, so threads reuse their memo) give the same frame bit for bit."""
+    axes = dict(stop=[None, 0.01, 0.03], leverage=[5, 10], margin=["isolated", "cross"])
+    serial = pb.sweep(market, MaCross, GRID, executor=pb.LocalExecutor(1), progress=False,
+                      execution=True, **axes)
+    assert len(serial) == 4 * 3 * 2 * 2 and serial["trades"].gt(0).all()
+    for workers in (2, 3):
+        threaded = pb.sweep(market, MaCross, GRID, executor=pb.LocalExecutor(workers),
+                            progress=False, execution=True, **axes)
+        pd.testing.assert_frame_equal(threaded, serial, check_exact=True)
+
+
+def test_local_executor_rejects_zero_workers():
+    with pytest.raises(ValueError, match="max_workers must be >= 1"):
+        pb.LocalExecutor(0)
+
+
 def test_sweep_local_processes_dask_identical(market, local):
     procs = pb.sweep(market, MaCross, GRID, executor=pb.ProcessExecutor(2), progress=False,
                      **AXES)

@@ -47,3 +47,32 @@ def equity_stats_nb(equity, start):
     mean_d = s1 / n
     var = max(s2 / n - mean_d * mean_d, 0.0)
     return shift + mean_d, np.sqrt(var), np.sqrt(down / n), max_dd
+
+
+@jit_nb
+def record_stats_nb(fills, trades, funding):
+    """The record part of Result.stats() in one pass each, with sequential sums:
+    (winning closed trades, closed trades, fees paid, funding received, smallest finite
+    liquidation distance or nan, trades whose stop lay beyond the liquidation price).
+    A closed trade (exit bar >= 0) wins when pnl - fees + funding > 0; money in quote."""
+    fees = 0.0
+    for i in range(fills.shape[0]):
+        fees += fills[i]["fee"]
+    received = 0.0
+    for i in range(funding.shape[0]):
+        received += funding[i]["payment"]
+    wins = 0
+    closed = 0
+    beyond = 0
+    min_dist = np.inf
+    for i in range(trades.shape[0]):
+        tr = trades[i]
+        if tr["exit_bar"] >= 0:
+            closed += 1
+            if tr["pnl"] - tr["fees"] + tr["funding"] > 0.0:
+                wins += 1
+        d = tr["min_liq_distance"]
+        if np.isfinite(d) and d < min_dist:
+            min_dist = d
+        beyond += tr["stop_beyond_liq"]
+    return wins, closed, fees, received, (min_dist if np.isfinite(min_dist) else np.nan), beyond
