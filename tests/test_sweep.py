@@ -200,13 +200,15 @@ def test_compare_calls_signals_once(market):
 runner = CliRunner()
 
 
-@pytest.mark.parametrize("suffix", [".parquet", ".csv", ".json"])
-def test_cli_sweep_writes_by_suffix(tmp_path, suffix, local):
+@pytest.mark.parametrize("suffix,workers", [(".parquet", []), (".csv", ["--workers", "1"]),
+                                            (".json", ["-w", "2"])])
+def test_cli_sweep_writes_by_suffix(tmp_path, suffix, workers, local):
     out = tmp_path / f"results{suffix}"
     res = runner.invoke(cli.app, ["sweep", "ma_cross", "--data", "default", "--until",
                                   "2021-02-01", "--grid", "fast=6,12", "--grid", "slow=48,96",
                                   "--stop", "none,0.01", "--leverage", "5,10",
-                                  "--margin", "isolated,cross", "--quiet", "--out", str(out)])
+                                  "--margin", "isolated,cross", "--quiet", "--out", str(out),
+                                  *workers])
     assert res.exit_code == 0, res.output
     if suffix == ".parquet":
         got = pd.read_parquet(out)

@@ -158,10 +158,12 @@ def sweep_cmd(
              "comma-separated: an axis; 'none' for no stop. Default: no stop."),
     executor: str = typer.Option(
         "local", "--executor", "-e",
-        help="local (serial, in-process), processes (a process pool) or a Dask scheduler "
-             "address (tcp://host:8786, needs perpbt[dask])."),
+        help="local (threads in this process sharing the market; the engine releases the "
+             "GIL), processes (a process pool) or a Dask scheduler address "
+             "(tcp://host:8786, needs perpbt[dask])."),
     workers: Optional[int] = typer.Option(
-        None, "--workers", "-w", help="Processes for --executor processes (default: CPUs)."),
+        None, "--workers", "-w",
+        help="Threads (local; 1 = serial) or processes (processes); default: the CPU count."),
     out: Optional[Path] = typer.Option(
         None, "--out", "-o", metavar="FILE",
         help="Write one row per combination; the suffix picks the format: .parquet, .csv or "
@@ -197,7 +199,7 @@ def sweep_cmd(
     take = check_fraction(take, "--take", None)
     if executor in ("local", "processes"):
         runner: Any = (perpbt.ProcessExecutor(workers) if executor == "processes"
-                       else "local")
+                       else perpbt.LocalExecutor(workers))
     elif "://" in executor:
         runner = perpbt.DaskExecutor(executor)
     else:

@@ -38,9 +38,23 @@ PARKINSON = 1.0 / (2.0 * np.sqrt(np.log(2.0)))
 
 
 @jit_nb(inline="always")
+def power_nb(x, exponent):
+    """x ** exponent for x >= 1, without the libm call in the shipped model's cases
+    (exponent 1 or 0.5, or x = 1: an ordinary bar)."""
+    if exponent == 1.0:
+        return x
+    if x == 1.0 or exponent == 0.0:
+        return 1.0
+    if exponent == 0.5:
+        return np.sqrt(x)
+    return x ** exponent
+
+
+@jit_nb(inline="always")
 def widening_nb(range_ratio, thinness, range_exponent, thin_exponent, max_widening):
     """Spread multiplier (>= 1) from the bar's range relative to recent ranges and thinness."""
-    w = max(range_ratio, 1.0) ** range_exponent * max(thinness, 1.0) ** thin_exponent
+    w = (power_nb(max(range_ratio, 1.0), range_exponent)
+         * power_nb(max(thinness, 1.0), thin_exponent))
     return min(w, max_widening)
 
 

@@ -16,6 +16,7 @@ from perpbt.engine.intrabar import build_path_nb, walk_nb
 from perpbt.engine.liquidation import refresh_liq_prices_nb
 from perpbt.engine.fills import advance_best_nb, stop_level_at_nb
 from perpbt.engine.orders import execute_orders_nb, time_stops_nb
+from perpbt.engine.prefetch import prefetch_step_nb
 from perpbt.engine.requirements import requirement_nb
 from perpbt.engine.state import (A_BUST, A_EQUITY_OPEN, A_WALLET, C_BUST_BAR, C_ERROR,
                                  C_LIQ_ACTIVE, C_QUIET_BARS, C_STATES, C_TIER_CHANGES, C_WORKING,
@@ -541,6 +542,8 @@ def run_nb(mkt, ins, cfg, targets, order_bars, ps, acct, cnt, buf, scratch):
         if (stretch_ok and 0 < t < t_stop and cnt[C_WORKING] == 0
                 and (bands_ok or count_open_nb(qty) == 0)
                 and not (cross and count_open_nb(qty) > 1)):
+            if t_stop < n_bars:  # the bar ending the stretch: its rows load while it runs
+                prefetch_step_nb(t_stop, mkt, targets, cfg, buf.equity)
             t_next = quiet_stretch_nb(t, t_stop, qty, entry, bands, lo, hi, m_lo, m_hi, m_c,
                                       mkt.block_range, mkt.subblock_range,
                                       acct[A_WALLET], bust_level,
