@@ -70,3 +70,22 @@ def check_choices(values: list[str], allowed, name: str) -> list[str]:
                                      param_hint=name)
         out.append(key)
     return out
+
+
+# Options that several commands declare the same way (typer reads these defaults; they are
+# never changed, so one object serves every command).
+STRATEGY_ARG = typer.Argument(
+    ..., help="A .py file with one pb.Strategy subclass (file.py:Class), or a name from "
+              "./strategies or the checkout's strategies/ (e.g. ma_cross).")
+SYMBOLS_OPT = typer.Option(
+    None, "--symbols", "-s", metavar="S",
+    help="Symbols to trade (repeat or comma-separate). Default: all of the market.")
+TIMEFRAME_OPT = typer.Option("1h", "--timeframe", "-t",
+                             help="Bar length of a CSV directory (1m, 1h ...).")
+SINCE_OPT = typer.Option(None, "--since", help="First bar to keep, ISO date/time UTC.")
+UNTIL_OPT = typer.Option(None, "--until", help="Keep bars opening before this ISO date/time UTC.")
+CAPITAL_OPT = typer.Option(10_000.0, "--capital", help="Initial capital, quote (USDT).")
+FUNDING_OPT = typer.Option(
+    FundingMode.strict, "--funding",
+    help="strict: an open position where funding data is missing is an error; zero: "
+         "such bars pay no funding.")

@@ -11,8 +11,9 @@ from rich.table import Table
 
 import perpbt
 from perpbt.cli.market import DATA_HELP, load_data_or_exit
-from perpbt.cli.options import (MARGINS, VENUES, FundingMode, check_choices, check_fraction,
-                                parse_stop, split_list)
+from perpbt.cli.options import (CAPITAL_OPT, FUNDING_OPT, MARGINS, SINCE_OPT, STRATEGY_ARG,
+                                SYMBOLS_OPT, TIMEFRAME_OPT, UNTIL_OPT, VENUES, FundingMode,
+                                check_choices, check_fraction, parse_stop, split_list)
 from perpbt.cli.output import SUMMARY_COLUMNS, check_out, format_value, write_frame
 from perpbt.cli.strategies import (build_strategy, load_strategy_class, parse_grid,
                                    resolve_strategy_path)
@@ -135,9 +136,7 @@ def suite_cmd(
 
 
 def sweep_cmd(
-    strategy: str = typer.Argument(
-        ..., help="A .py file with one pb.Strategy subclass (file.py:Class), or a name from "
-                  "./strategies or the checkout's strategies/ (e.g. ma_cross)."),
+    strategy: str = STRATEGY_ARG,
     data: str = typer.Option("default", "--data", "-d", help=DATA_HELP),
     grid: Optional[List[str]] = typer.Option(
         None, "--grid", "-g", metavar="KEY=V1,V2",
@@ -168,22 +167,14 @@ def sweep_cmd(
         None, "--out", "-o", metavar="FILE",
         help="Write one row per combination; the suffix picks the format: .parquet, .csv or "
              ".json (records). Without it a summary table is printed."),
-    symbols: Optional[List[str]] = typer.Option(
-        None, "--symbols", "-s", metavar="S",
-        help="Symbols to trade (repeat or comma-separate). Default: all of the market."),
-    timeframe: str = typer.Option("1h", "--timeframe", "-t",
-                                  help="Bar length of a CSV directory (1m, 1h ...)."),
-    since: Optional[str] = typer.Option(None, "--since",
-                                        help="First bar to keep, ISO date/time UTC."),
-    until: Optional[str] = typer.Option(None, "--until",
-                                        help="Keep bars opening before this ISO date/time UTC."),
-    capital: float = typer.Option(10_000.0, "--capital", help="Initial capital, quote (USDT)."),
+    symbols: Optional[List[str]] = SYMBOLS_OPT,
+    timeframe: str = TIMEFRAME_OPT,
+    since: Optional[str] = SINCE_OPT,
+    until: Optional[str] = UNTIL_OPT,
+    capital: float = CAPITAL_OPT,
     take: Optional[float] = typer.Option(
         None, "--take", help="Take-profit distance from the average entry, a fraction."),
-    funding: FundingMode = typer.Option(
-        FundingMode.strict, "--funding",
-        help="strict: an open position where funding data is missing is an error; zero: "
-             "such bars pay no funding."),
+    funding: FundingMode = FUNDING_OPT,
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """Backtest every combination of a strategy's parameter grid x leverage x margin x venue
@@ -234,9 +225,7 @@ def sweep_cmd(
 
 
 def compare_cmd(
-    strategy: str = typer.Argument(
-        ..., help="A .py file with one pb.Strategy subclass (file.py:Class), or a name from "
-                  "./strategies or the checkout's strategies/ (e.g. ma_cross)."),
+    strategy: str = STRATEGY_ARG,
     data: str = typer.Option("default", "--data", "-d", help=DATA_HELP),
     margin: Optional[List[str]] = typer.Option(
         None, "--margin", metavar="M1,M2",
@@ -255,7 +244,7 @@ def compare_cmd(
                                    help="Exchange leverage setting, >= 1."),
     stop: Optional[float] = typer.Option(
         None, "--stop", help="Stop-loss distance from the average entry, a fraction."),
-    capital: float = typer.Option(10_000.0, "--capital", help="Initial capital, quote (USDT)."),
+    capital: float = CAPITAL_OPT,
     out: Optional[Path] = typer.Option(
         None, "--out", "-o", metavar="FILE",
         help="Write one row per setting (setting, margin, venue, liquidation, every stat); "
@@ -264,19 +253,11 @@ def compare_cmd(
         None, "--plot", metavar="FILE.html",
         help="Write the equity curves of every setting, with liquidation markers, as a "
              "self-contained HTML file."),
-    symbols: Optional[List[str]] = typer.Option(
-        None, "--symbols", "-s", metavar="S",
-        help="Symbols to trade (repeat or comma-separate). Default: all of the market."),
-    timeframe: str = typer.Option("1h", "--timeframe", "-t",
-                                  help="Bar length of a CSV directory (1m, 1h ...)."),
-    since: Optional[str] = typer.Option(None, "--since",
-                                        help="First bar to keep, ISO date/time UTC."),
-    until: Optional[str] = typer.Option(None, "--until",
-                                        help="Keep bars opening before this ISO date/time UTC."),
-    funding: FundingMode = typer.Option(
-        FundingMode.strict, "--funding",
-        help="strict: an open position where funding data is missing is an error; zero: "
-             "such bars pay no funding."),
+    symbols: Optional[List[str]] = SYMBOLS_OPT,
+    timeframe: str = TIMEFRAME_OPT,
+    since: Optional[str] = SINCE_OPT,
+    until: Optional[str] = UNTIL_OPT,
+    funding: FundingMode = FUNDING_OPT,
 ) -> None:
     """Run one strategy's decisions (one signals call) under several margin modes, venues and
     liquidation policies and print the stats side by side."""
