@@ -45,10 +45,10 @@ def prefetch_row_nb(typingctx, arr, t):
 
 @jit_nb(inline="always")
 def prefetch_step_nb(t, mkt, targets, cfg, equity_out):
-    """Prefetch what the full step of bar t (0 < t < T) reads first: its target row, its
-    prices, its funding, bar t-1's range and volume (the execution model's quote at the
-    open) and the execution model's memo row."""
-    prefetch_row_nb(targets, t)
+    """Prefetch what the full step of bar t (0 < t < T) reads first: the target row its
+    open executes (decided at t-1), its prices, its funding, bar t-1's range and volume (the
+    execution model's quote at the open) and the execution model's memo row."""
+    prefetch_row_nb(targets, t - 1)
     prefetch_row_nb(mkt.time_ms, t)
     prefetch_row_nb(mkt.open, t)
     prefetch_row_nb(mkt.high, t)
