@@ -165,15 +165,16 @@ def settlement_bars(rate: np.ndarray, covered: np.ndarray) -> np.ndarray:
 
 
 def block_ranges(low, high, mark_low, mark_high, size: int) -> np.ndarray:
-    """(4, T // size, N): min low, max high, min mark_low, max mark_high of each whole block
-    of ``size`` bars (the quiet stretch tests a block at once)."""
+    """(T // size, N, 4): min low, max high, min mark_low, max mark_high of each whole block
+    of ``size`` bars (the quiet stretch tests a block at once; a block's four values share
+    one cache line)."""
     n_bars, n_sym = low.shape
     n_full = n_bars // size * size
     shape = (n_full // size, size, n_sym)
     return np.ascontiguousarray(np.stack([
         low[:n_full].reshape(shape).min(axis=1), high[:n_full].reshape(shape).max(axis=1),
         mark_low[:n_full].reshape(shape).min(axis=1),
-        mark_high[:n_full].reshape(shape).max(axis=1)]))
+        mark_high[:n_full].reshape(shape).max(axis=1)], axis=-1))
 
 
 def exec_memo(market, exe) -> dict[str, np.ndarray]:

@@ -257,10 +257,10 @@ def block_quiet_nb(block_range, k, q, q_abs, e, wallet, lo_band, hi_band, m_lo_b
     """Does block k of one symbol's block ranges pass every test of a quiet bar? Its
     extremes bound each bar's (the bust check and the cross requirement at the adverse
     ones), so a pass means every bar of the block passes."""
-    b_lo = block_range[0, k, 0]
-    b_hi = block_range[1, k, 0]
-    b_m_lo = block_range[2, k, 0]
-    b_m_hi = block_range[3, k, 0]
+    b_lo = block_range[k, 0, 0]
+    b_hi = block_range[k, 0, 1]
+    b_m_lo = block_range[k, 0, 2]
+    b_m_hi = block_range[k, 0, 3]
     if not (b_lo > lo_band and b_hi < hi_band and b_m_lo > m_lo_band and b_m_hi < m_hi_band):
         return False
     equity_worst = wallet + q * ((b_m_lo if q > 0 else b_m_hi) - e)
@@ -322,7 +322,7 @@ def quiet_stretch_nb(t, t_stop, qty, entry, bands, low, high, mark_low, mark_hig
                 size = QUIET_SUBBLOCK
             if size > 0:
                 rng = block_range if size == QUIET_BLOCK else subblock_range
-                worst = rng[2, t // size, 0] if q > 0 else rng[3, t // size, 0]
+                worst = rng[t // size, 0, 2] if q > 0 else rng[t // size, 0, 3]
                 adv = min(adv, worst) if q > 0 else max(adv, worst)
                 for i in range(t, t + size):
                     equity_out[i] = wallet + q * (close_1d[i] - e)

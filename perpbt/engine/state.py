@@ -30,9 +30,9 @@ class MarketArrays(NamedTuple):
     funding_covered: np.ndarray  # (T, N) bool
     settle_bars: np.ndarray    # (S + 1,) int64 bars with a settlement or a coverage hole in
                                # any symbol, ascending, then T as a sentinel
-    block_range: np.ndarray    # (4, T // QUIET_BLOCK, N) per block of QUIET_BLOCK bars: min
+    block_range: np.ndarray    # (T // QUIET_BLOCK, N, 4) per block of QUIET_BLOCK bars: min
                                # low, max high, min mark_low, max mark_high
-    subblock_range: np.ndarray  # (4, T // QUIET_SUBBLOCK, N) the same per QUIET_SUBBLOCK bars
+    subblock_range: np.ndarray  # (T // QUIET_SUBBLOCK, N, 4) the same per QUIET_SUBBLOCK bars
 
 
 class InstrumentArrays(NamedTuple):
