@@ -263,13 +263,14 @@ def allocate_buffers(changes: int, mkt: MarketArrays, record_bars: bool, insts: 
     state_rows = n_bars if (cross and n_sym > 1) else min(
         n_bars, fill_cap + n_settle + n_sym * n_tables + 2)
     return Buffers(
-        # np.empty where the writer sets every field of a record (no memset of the room);
-        # trades and liquidation records are built up field by field: zeroed
+        # np.empty where the writer sets every field of a record (no memset of the room, and
+        # no cache lines evicted for it: records.open_trade_nb sets all of a trade's);
+        # liquidation records get some fields after write_liq_nb: zeroed
         fills=np.empty(fill_cap, dtype=dtypes.fill_dt),
         orders=np.empty(changes + n_sym + 16, dtype=dtypes.order_dt),
         funding=np.empty(n_settle + 16, dtype=dtypes.funding_dt),
         liqs=np.zeros(changes + n_sym + 16, dtype=dtypes.liq_dt),
-        trades=np.zeros(fill_cap, dtype=dtypes.trade_dt),
+        trades=np.empty(fill_cap, dtype=dtypes.trade_dt),
         equity=np.empty(n_bars),
         states=np.empty(state_rows * n_sym if record_bars else 0, dtype=dtypes.state_dt))
 
