@@ -275,6 +275,23 @@ def allocate_buffers(changes: int, mkt: MarketArrays, record_bars: bool, insts: 
         states=np.empty(state_rows * n_sym if record_bars else 0, dtype=dtypes.state_dt))
 
 
+def reused_buffers(pool: dict | None, fresh: Buffers) -> Buffers:
+    """``fresh`` (just allocated), or this thread's buffers from ``pool`` where they are at
+    least as large: a caller that is done with each Result before the next run in the same
+    thread (pb.sweep keeps only the stats) saves allocating and page-faulting the record room
+    and the equity curve on every run. Liquidation records (zeroed) are always fresh."""
+    if pool is None:
+        return fresh
+    key = threading.get_ident()
+    held = pool.get(key)
+    if held is not None and all(
+            a.dtype == b.dtype and (len(a) == len(b) if name == "equity" else len(a) >= len(b))
+            for name, a, b in zip(Buffers._fields, held, fresh) if name != "liqs"):
+        return held._replace(liqs=fresh.liqs)
+    pool[key] = fresh
+    return fresh
+
+
 def memoized(memo: dict | None, key: tuple, owner, build):
     """``build()``, or its value stored in ``memo`` under ``key``; the entry keeps ``owner``
     (the object whose id is in the key), so a freed object's id cannot hit it."""
@@ -317,7 +334,7 @@ def backtest(market, strategy_or_targets, *, venue: str = "binance", margin: str
              liquidation: str | None = None, execution: "Execution | bool | None" = None,
              sizing=None,
              instruments: Mapping[str, Instrument] | None = None,
-             _memo: dict | None = None) -> Result:
+             _memo: dict | None = None, _buffers: dict | None = None) -> Result:
     """Backtest target exposures on ``market``.
 
     ``leverage`` is the exchange setting (initial margin = notional / leverage), not the
@@ -391,8 +408,8 @@ def backtest(market, strategy_or_targets, *, venue: str = "binance", margin: str
                        quiet_stretch=QUIET_STRETCH)
     mkt = memoized(_memo, ("market", id(market)), market, lambda: market_arrays(market))
     for scale in (1, 8, 64, 1024):
-        buf = allocate_buffers(changes, mkt, not stats_only, insts,
-                               margin_mode == MarginMode.cross, scale)
+        buf = reused_buffers(_buffers, allocate_buffers(
+            changes, mkt, not stats_only, insts, margin_mode == MarginMode.cross, scale))
         ps = new_position_state(n_sym)
         acct = np.zeros(N_ACCT)
         cnt = np.zeros(N_CNT, dtype=np.int64)

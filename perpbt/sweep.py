@@ -84,9 +84,11 @@ class SweepJob:
     # pb.backtest's memo (frames converted and scanned, instruments packed): filled in each
     # process as it runs, never shipped (see __getstate__)
     memo: dict = field(default_factory=dict)
+    # each thread's record buffers, reused run after run (run_combo keeps only the stats)
+    buffers: dict = field(default_factory=dict)
 
     def __getstate__(self) -> dict:
-        return {**self.__dict__, "memo": {}}
+        return {**self.__dict__, "memo": {}, "buffers": {}}
 
 
 def run_combo(job: SweepJob, combo: Combo) -> dict[str, Any]:
@@ -95,7 +97,7 @@ def run_combo(job: SweepJob, combo: Combo) -> dict[str, Any]:
         res = perpbt.backtest(job.market, job.frames[combo.frame], stop=combo.stop,
                               sizing=combo.sizing, leverage=combo.leverage,
                               margin=combo.margin, venue=combo.venue,
-                              _memo=job.memo, **job.options)
+                              _memo=job.memo, _buffers=job.buffers, **job.options)
     except (ValueError, NotImplementedError) as exc:
         raise ValueError(f"sweep combination {combo.index} ({combo.describe(job)}): "
                          f"{exc}") from exc
