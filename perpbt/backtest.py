@@ -247,9 +247,10 @@ def target_values(frame: pd.DataFrame, source: str, lev: np.ndarray, market,
     return values, changes, order_bars
 
 
-def allocate_buffers(changes: int, mkt: MarketArrays, record_bars: bool, insts: list,
-                     cross: bool, scale: int = 1) -> Buffers:
-    """Record arrays sized from the targets: each target change is one order (<= 2 fills).
+def buffer_sizes(changes: int, mkt: MarketArrays, record_bars: bool, insts: list,
+                 cross: bool, scale: int = 1) -> Buffers:
+    """The length of each record array: sized from the targets, each target change one order
+    (<= 2 fills).
 
     Partial fills (execution model) and partial liquidations can need more: the run is
     repeated with ``scale`` times the room when a buffer overflows."""
@@ -262,34 +263,42 @@ def allocate_buffers(changes: int, mkt: MarketArrays, record_bars: bool, insts: 
     n_tables = max(len(i.tiers) for i in insts)
     state_rows = n_bars if (cross and n_sym > 1) else min(
         n_bars, fill_cap + n_settle + n_sym * n_tables + 2)
-    return Buffers(
-        # np.empty where the writer sets every field of a record (no memset of the room, and
-        # no cache lines evicted for it: records.open_trade_nb sets all of a trade's);
-        # liquidation records get some fields after write_liq_nb: zeroed
-        fills=np.empty(fill_cap, dtype=dtypes.fill_dt),
-        orders=np.empty(changes + n_sym + 16, dtype=dtypes.order_dt),
-        funding=np.empty(n_settle + 16, dtype=dtypes.funding_dt),
-        liqs=np.zeros(changes + n_sym + 16, dtype=dtypes.liq_dt),
-        trades=np.empty(fill_cap, dtype=dtypes.trade_dt),
-        equity=np.empty(n_bars),
-        states=np.empty(state_rows * n_sym if record_bars else 0, dtype=dtypes.state_dt))
+    return Buffers(fills=fill_cap, orders=changes + n_sym + 16, funding=n_settle + 16,
+                   liqs=changes + n_sym + 16, trades=fill_cap, equity=n_bars,
+                   states=state_rows * n_sym if record_bars else 0)
 
 
-def reused_buffers(pool: dict | None, fresh: Buffers) -> Buffers:
-    """``fresh`` (just allocated), or this thread's buffers from ``pool`` where they are at
-    least as large: a caller that is done with each Result before the next run in the same
-    thread (pb.sweep keeps only the stats) saves allocating and page-faulting the record room
-    and the equity curve on every run. Liquidation records (zeroed) are always fresh."""
+_BUFFER_DTYPES = Buffers(dtypes.fill_dt, dtypes.order_dt, dtypes.funding_dt, dtypes.liq_dt,
+                         dtypes.trade_dt, np.dtype(np.float64), dtypes.state_dt)
+
+
+def allocate_buffers(sizes: Buffers) -> Buffers:
+    """Record arrays of ``sizes``: np.empty where the writer sets every field of a record
+    (no memset of the room, and no cache lines evicted for it: records.open_trade_nb sets
+    all of a trade's); liquidation records get some fields after write_liq_nb: zeroed."""
+    return Buffers(*(np.zeros(n, dtype=dt) if name == "liqs" else np.empty(n, dtype=dt)
+                     for name, n, dt in zip(Buffers._fields, sizes, _BUFFER_DTYPES)))
+
+
+def reused_buffers(pool: dict | None, sizes: Buffers) -> Buffers:
+    """New buffers of ``sizes``, or this thread's from ``pool`` where they are at least as
+    large (the equity curve exactly as long): a caller that is done with each Result before
+    the next run in the same thread (pb.sweep keeps only the stats) saves allocating and
+    page-faulting the record room and the equity curve on every run. Liquidation records
+    (zeroed) are always new."""
     if pool is None:
-        return fresh
+        return allocate_buffers(sizes)
     key = threading.get_ident()
     held = pool.get(key)
-    if held is not None and all(
-            a.dtype == b.dtype and (len(a) == len(b) if name == "equity" else len(a) >= len(b))
-            for name, a, b in zip(Buffers._fields, held, fresh) if name != "liqs"):
-        return held._replace(liqs=fresh.liqs)
-    pool[key] = fresh
-    return fresh
+    if held is not None:
+        have = held[1]
+        if (have.equity == sizes.equity and have.fills >= sizes.fills
+                and have.orders >= sizes.orders and have.funding >= sizes.funding
+                and have.trades >= sizes.trades and have.states >= sizes.states):
+            return held[0]._replace(liqs=np.zeros(sizes.liqs, dtype=dtypes.liq_dt))
+    buf = allocate_buffers(sizes)
+    pool[key] = (buf, sizes)
+    return buf
 
 
 def memoized(memo: dict | None, key: tuple, owner, build):
@@ -404,11 +413,12 @@ def backtest(market, strategy_or_targets, *, venue: str = "binance", margin: str
                        dyn_stops=bool(stops["trail"] or np.isfinite(stops["breakeven"]).any()),
                        notional_targets=notional_targets,
                        stop_frac_t=target_stops(strategy_or_targets, market, source),
-                       **exec_memo(market, exe),
+                       **memoized(_memo, ("exec_memo", id(exe), threading.get_ident()), exe,
+                                  lambda: exec_memo(market, exe)),
                        quiet_stretch=QUIET_STRETCH)
     mkt = memoized(_memo, ("market", id(market)), market, lambda: market_arrays(market))
     for scale in (1, 8, 64, 1024):
-        buf = reused_buffers(_buffers, allocate_buffers(
+        buf = reused_buffers(_buffers, buffer_sizes(
             changes, mkt, not stats_only, insts, margin_mode == MarginMode.cross, scale))
         ps = new_position_state(n_sym)
         acct = np.zeros(N_ACCT)

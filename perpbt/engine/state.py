@@ -187,15 +187,23 @@ C_QUIET_BARS = 16     # bars run through loop.quiet_stretch_nb
 N_CNT = 17
 
 
+# initial value of each PositionState field (floats and int64 kept apart: the state is two
+# blocks of rows, one allocation each)
+_POSITION_INIT = dict(
+    qty=0.0, entry=0.0, margin=0.0, fees_outside=0.0, last_target=np.nan, liq_price=0.0,
+    liq_price_fees=0.0, stop_level=np.nan, take_level=np.nan, trade_id=-1, table=0, tier=-1,
+    min_dist=np.inf, cap_bar=-1, cap_used=0.0, pending=np.nan, exit_work=-1, liq_rec=-1,
+    liq_bp=0.0, partial_bar=-1, best=np.nan, stop_dist=np.nan, entry_bar=-1, stop_frac=np.nan)
+assert tuple(_POSITION_INIT) == PositionState._fields
+_INT_FIELDS = {name for name, v in _POSITION_INIT.items() if isinstance(v, int)}
+_FLOAT_INIT = np.array([v for k, v in _POSITION_INIT.items() if k not in _INT_FIELDS])
+_INT_INIT = np.array([v for k, v in _POSITION_INIT.items() if k in _INT_FIELDS], dtype=np.int64)
+
+
 def new_position_state(n_symbols: int) -> PositionState:
-    f = lambda: np.zeros(n_symbols, dtype=np.float64)  # noqa: E731
-    nan = lambda: np.full(n_symbols, np.nan)  # noqa: E731
-    return PositionState(f(), f(), f(), f(), nan(), f(), f(), nan(), nan(),
-                         np.full(n_symbols, -1, dtype=np.int64),
-                         np.zeros(n_symbols, dtype=np.int64),
-                         np.full(n_symbols, -1, dtype=np.int64), np.full(n_symbols, np.inf),
-                         np.full(n_symbols, -1, dtype=np.int64), f(), nan(),
-                         np.full(n_symbols, -1, dtype=np.int64),
-                         np.full(n_symbols, -1, dtype=np.int64), f(),
-                         np.full(n_symbols, -1, dtype=np.int64), nan(), nan(),
-                         np.full(n_symbols, -1, dtype=np.int64), nan())
+    """Every field an (N,) C-contiguous row of one of two blocks (float64, int64), set to its
+    initial value (_POSITION_INIT)."""
+    floats = iter(np.repeat(_FLOAT_INIT[:, None], n_symbols, axis=1))
+    ints = iter(np.repeat(_INT_INIT[:, None], n_symbols, axis=1))
+    return PositionState(*(next(ints) if name in _INT_FIELDS else next(floats)
+                           for name in PositionState._fields))
