@@ -247,6 +247,15 @@ def target_values(frame: pd.DataFrame, source: str, lev: np.ndarray, market,
     return values, changes, order_bars
 
 
+def _scanned_once(frame: pd.DataFrame, source: str, market):
+    """target_values without the leverage check, and each symbol's largest |exposure|
+    (NaN where it has none), which decides the check for any leverage."""
+    n_sym = market.n_symbols
+    values, changes, order_bars = target_values(frame, source, np.full(n_sym, np.inf), market,
+                                                MarginMode.cross)
+    return values, changes, order_bars, np.fmax.reduce(np.abs(values), axis=0)
+
+
 def buffer_sizes(changes: int, mkt: MarketArrays, record_bars: bool, insts: list,
                  cross: bool, scale: int = 1) -> Buffers:
     """The length of each record array: sized from the targets, each target change one order
@@ -372,11 +381,16 @@ def backtest(market, strategy_or_targets, *, venue: str = "binance", margin: str
     lev = memoized(_memo, ("leverage", id(leverage)), leverage,
                    lambda: _leverage_array(leverage, market))
     # pb.sweep runs its own (never mutated) target frames with the same few settings many
-    # times: it passes a memo so each frame is converted and scanned once per leverage and
-    # margin mode, and the instruments packed once per venue and leverage
-    values, changes, order_bars = memoized(
-        _memo, ("targets", id(targets), lev.tobytes(), int(margin_mode)), targets,
-        lambda: target_values(targets, source, lev, market, margin_mode))
+    # times: it passes a memo so each frame is converted and scanned once, and the
+    # instruments packed once per venue and leverage
+    if _memo is None:
+        values, changes, order_bars = target_values(targets, source, lev, market, margin_mode)
+    else:
+        values, changes, order_bars, max_abs = memoized(
+            _memo, ("targets", id(targets)), targets,
+            lambda: _scanned_once(targets, source, market))
+        if margin_mode == MarginMode.isolated and np.any(max_abs > lev * (1.0 + 1e-12)):
+            target_values(targets, source, lev, market, margin_mode)  # raises: bar, symbol
     insts, ins = memoized(
         _memo, ("instruments", venue, lev.tobytes(), id(instruments)), instruments,
         lambda: _packed_instruments(market, venue, instruments, preset, lev))

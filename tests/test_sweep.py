@@ -120,6 +120,24 @@ def test_sweep_threads_identical_to_serial_with_execution_model(market):
         pd.testing.assert_frame_equal(threaded, serial, check_exact=True)
 
 
+def test_sweep_checks_every_leverage_against_the_exposure(market):
+    """A sweep scans each target frame once; the isolated-margin check (exposure above the
+    leverage is an error, DESIGN 1.1) still runs for every leverage of the axis: 8x exposure
+    passes at leverage 10 and fails at 5, naming the symbol and the first bar; in cross
+    margin the same exposure runs."""
+    ok = pb.sweep(market, AlwaysLong, {"exposure": [8.0]}, leverage=[10], progress=False,
+                  executor=pb.LocalExecutor(1))
+    assert len(ok) == 1
+    first = market.index[0].strftime("%Y-%m-%dT%H:%M:%SZ")
+    with pytest.raises(ValueError, match=rf"leverage=5.*exposure 8 for {market.symbols[0]} at "
+                                         rf"{first} exceeds leverage 5 \(isolated margin\)"):
+        pb.sweep(market, AlwaysLong, {"exposure": [8.0]}, leverage=[10, 5], progress=False,
+                 executor=pb.LocalExecutor(1))
+    cross = pb.sweep(market, AlwaysLong, {"exposure": [8.0]}, leverage=[10, 5],
+                     margin="cross", progress=False, executor=pb.LocalExecutor(1))
+    assert len(cross) == 2
+
+
 def test_local_executor_rejects_zero_workers():
     with pytest.raises(ValueError, match="max_workers must be >= 1"):
         pb.LocalExecutor(0)
