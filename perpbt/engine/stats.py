@@ -1,11 +1,12 @@
-"""One pass over the equity curve for Result.stats(), numba.
+"""Two passes over the equity curve for Result.stats(), numba.
 
 Per-bar returns r_t = E_t / E_{t-1} - 1 (E_{-1} = the initial capital; 0 where the previous
 equity is not positive), their mean, standard deviation (population, ddof=0), downside
 deviation sqrt(mean(min(r, 0)^2)), and the maximum drawdown 1 - E / running peak of
 (initial capital, E_0, E_1, ...), all fractions. The variance sums are shifted by the first
 return (no cancellation when returns are tiny against their mean); several numpy passes with
-temporaries cost about 10x more on the sweeps' stats-only runs.
+temporaries cost about 10x more on the sweeps' stats-only runs. The sums run vectorized, the
+drawdown (a running peak) in a second pass.
 """
 
 from __future__ import annotations
@@ -15,38 +16,57 @@ import numpy as np
 from perpbt._jit import jit_nb
 
 
-@jit_nb
-def equity_stats_nb(equity, start):
-    """(mean return, std of returns, downside deviation, max drawdown) of a non-empty curve."""
-    n = equity.shape[0]
-    prev = start
-    shift = 0.0
+@jit_nb(fastmath={"reassoc", "nsz"})
+def return_sums_nb(equity, shift):
+    """(sum of d, sum of d^2, sum of min(r, 0)^2) over bars 1.. of the curve, d = r - shift.
+
+    Each return reads both equities from the array (no value carried from the previous
+    bar), and the sums may be reassociated: the loop runs four bars per vector instruction,
+    divisions included (about 1.5x faster than one bar at a time). NaN and inf keep their
+    IEEE meaning (no "fast" flag but reassociation and the sign of zero)."""
     s1 = 0.0
     s2 = 0.0
     down = 0.0
-    peak = start
-    max_dd = 0.0
-    floor = peak  # equity below peak * (1 - max_dd) is a new maximum drawdown
-    for t in range(n):
-        e = equity[t]
-        r = e / prev - 1.0 if prev > 0 else 0.0
-        if t == 0:
-            shift = r
+    for t in range(1, equity.shape[0]):
+        prev = equity[t - 1]
+        r = equity[t] / prev - 1.0
+        r = r if prev > 0 else 0.0
         d = r - shift
         s1 += d
         s2 += d * d
         m = min(r, 0.0)
         down += m * m
+    return s1, s2, down
+
+
+@jit_nb
+def max_drawdown_nb(equity, start):
+    """1 - E / running peak of (start, E_0, E_1, ...), maximum over the curve; equity below
+    peak * (1 - max so far) is a new maximum (no division on the other bars)."""
+    peak = start
+    max_dd = 0.0
+    floor = peak
+    for t in range(equity.shape[0]):
+        e = equity[t]
         if e > peak:
             peak = e
             floor = peak * (1.0 - max_dd)
         elif e < floor:
             max_dd = 1.0 - e / peak
             floor = peak * (1.0 - max_dd)
-        prev = e
+    return max_dd
+
+
+@jit_nb
+def equity_stats_nb(equity, start):
+    """(mean return, std of returns, downside deviation, max drawdown) of a non-empty curve."""
+    n = equity.shape[0]
+    shift = equity[0] / start - 1.0 if start > 0 else 0.0  # r_0; its d is 0
+    s1, s2, down = return_sums_nb(equity, shift)
+    down += min(shift, 0.0) ** 2
     mean_d = s1 / n
     var = max(s2 / n - mean_d * mean_d, 0.0)
-    return shift + mean_d, np.sqrt(var), np.sqrt(down / n), max_dd
+    return shift + mean_d, np.sqrt(var), np.sqrt(down / n), max_drawdown_nb(equity, start)
 
 
 @jit_nb
