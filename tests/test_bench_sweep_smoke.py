@@ -18,16 +18,17 @@ def test_bench_sweep_smoke(capsys):
         import bench_sweep
     finally:
         sys.path.remove(str(BENCH))
-    out = bench_sweep.main(["--combos", "8", "--bars", "2000", "--repeat", "1"])
+    out = bench_sweep.main(["--combos", "8", "--bars", "2000", "--repeat", "2",
+                            "--vbt-repeat", "1"])
     printed = capsys.readouterr().out
     for line in ("sweep benchmark: 8 combinations", "perpbt pb.sweep, 1 thread",
-                 "perpbt pb.sweep, default (", "vectorbt from_signals sl_stop",
-                 "throughput ratio perpbt / vectorbt:",
-                 "throughput ratio on perpbt's median times", "1 thread: median",
-                 "speed-up 1 -> 2 threads:", "the same with 2 processes", "machine check:"):
+                 "perpbt pb.sweep, default (", "perpbt pb.sweep, 2 processes",
+                 "vectorbt from_signals sl_stop", "throughput ratio perpbt / vectorbt (median",
+                 "speed-up 1 -> 2 threads (median", "the same with 2 processes",
+                 "machine check:"):
         assert line in printed, line
     assert out["combos"] == 8
     for key in ("perpbt_runs_per_s", "perpbt_one_runs_per_s", "vbt_runs_per_s", "ratio",
-                "ratio_one_thread", "ratio_median", "ratio_one_thread_median", "speedup",
-                "speedup_min", "speedup_max", "process_speedup", "machine_speedup"):
+                "ratio_one_thread", "ratio_best", "ratio_median", "ratio_one_thread_median",
+                "speedup", "speedup_min", "speedup_max", "process_speedup", "machine_speedup"):
         assert math.isfinite(out[key]) and out[key] > 0, key
