@@ -328,6 +328,14 @@ def _packed_instruments(market, venue: str, instruments, preset, lev: np.ndarray
     return insts, pack_instruments(insts, market, preset, lev)
 
 
+def _stop_fields(stop, market) -> dict:
+    """perpbt.risk.stop_rules, and whether a stop level moves during a trade (trailing or
+    break-even: the loop then tracks it bar by bar)."""
+    rules = stop_rules(stop, market)
+    return {**rules,
+            "dyn_stops": bool(rules["trail"] or np.isfinite(rules["breakeven"]).any())}
+
+
 def _execution_fields(exe: Execution | None, symbols: list[str]) -> dict:
     """The EngineConfig fields of an execution model (per-symbol arrays where it has them)."""
     ones = np.ones(len(symbols))
@@ -389,7 +397,10 @@ def backtest(market, strategy_or_targets, *, venue: str = "binance", margin: str
         values, changes, order_bars, max_abs = memoized(
             _memo, ("targets", id(targets)), targets,
             lambda: _scanned_once(targets, source, market))
-        if margin_mode == MarginMode.isolated and np.any(max_abs > lev * (1.0 + 1e-12)):
+        over = margin_mode == MarginMode.isolated and memoized(
+            _memo, ("over leverage", id(targets), lev.tobytes()), targets,
+            lambda: bool(np.any(max_abs > lev * (1.0 + 1e-12))))
+        if over:
             target_values(targets, source, lev, market, margin_mode)  # raises: bar, symbol
     insts, ins = memoized(
         _memo, ("instruments", venue, lev.tobytes(), id(instruments)), instruments,
@@ -399,8 +410,9 @@ def backtest(market, strategy_or_targets, *, venue: str = "binance", margin: str
         take = type(strategy_or_targets).default_take if take is None else take
         if sizing is None:
             sizing = getattr(type(strategy_or_targets), "default_sizing", None)
-    stops = memoized(_memo, ("stop", id(stop)), stop, lambda: stop_rules(stop, market))
-    take_pct, take_trig = exit_rule_arrays(take, TakeProfit, market.n_symbols)
+    stops = memoized(_memo, ("stop", id(stop)), stop, lambda: _stop_fields(stop, market))
+    take_pct, take_trig = memoized(_memo, ("take", id(take)), take,
+                                   lambda: exit_rule_arrays(take, TakeProfit, market.n_symbols))
     exe = memoized(_memo, ("execution", id(execution)), execution,
                    lambda: resolve_execution(execution))
     n_sym = market.n_symbols
@@ -424,7 +436,7 @@ def backtest(market, strategy_or_targets, *, venue: str = "binance", margin: str
                                   lambda: _execution_fields(exe, market.symbols)),
                        stop_dist_t=stops["stop_dist_t"], trail=stops["trail"],
                        breakeven=stops["breakeven"], time_stop=stops["time_stop"],
-                       dyn_stops=bool(stops["trail"] or np.isfinite(stops["breakeven"]).any()),
+                       dyn_stops=stops["dyn_stops"],
                        notional_targets=notional_targets,
                        stop_frac_t=target_stops(strategy_or_targets, market, source),
                        **memoized(_memo, ("exec_memo", id(exe), threading.get_ident()), exe,

@@ -200,10 +200,20 @@ _FLOAT_INIT = np.array([v for k, v in _POSITION_INIT.items() if k not in _INT_FI
 _INT_INIT = np.array([v for k, v in _POSITION_INIT.items() if k in _INT_FIELDS], dtype=np.int64)
 
 
+_POSITION_TEMPLATES: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+_POSITION_ROWS = [(name in _INT_FIELDS,
+                   sum((f in _INT_FIELDS) == (name in _INT_FIELDS)
+                       for f in PositionState._fields[:i]))
+                  for i, name in enumerate(PositionState._fields)]
+
+
 def new_position_state(n_symbols: int) -> PositionState:
     """Every field an (N,) C-contiguous row of one of two blocks (float64, int64), set to its
-    initial value (_POSITION_INIT)."""
-    floats = iter(np.repeat(_FLOAT_INIT[:, None], n_symbols, axis=1))
-    ints = iter(np.repeat(_INT_INIT[:, None], n_symbols, axis=1))
-    return PositionState(*(next(ints) if name in _INT_FIELDS else next(floats)
-                           for name in PositionState._fields))
+    initial value (_POSITION_INIT): two copies of a template kept per N."""
+    template = _POSITION_TEMPLATES.get(n_symbols)
+    if template is None:
+        template = (np.repeat(_FLOAT_INIT[:, None], n_symbols, axis=1),
+                    np.repeat(_INT_INIT[:, None], n_symbols, axis=1))
+        _POSITION_TEMPLATES[n_symbols] = template
+    floats, ints = template[0].copy(), template[1].copy()
+    return PositionState(*[ints[i] if is_int else floats[i] for is_int, i in _POSITION_ROWS])
