@@ -39,21 +39,39 @@ def return_sums_nb(equity, shift):
     return s1, s2, down
 
 
+DRAWDOWN_BLOCK = 16  # bars whose max and min are checked before looking at them one by one
+
+
 @jit_nb
 def max_drawdown_nb(equity, start):
     """1 - E / running peak of (start, E_0, E_1, ...), maximum over the curve; equity below
-    peak * (1 - max so far) is a new maximum (no division on the other bars)."""
+    peak * (1 - max so far) is a new maximum (no division on the other bars).
+
+    A block of bars with no new peak and nothing below that floor changes neither, so its
+    bars are looked at one by one only when its max or min says so: the min/max pass
+    vectorizes, and the per-bar branches (hard to predict near a peak) run on few bars."""
     peak = start
     max_dd = 0.0
     floor = peak
-    for t in range(equity.shape[0]):
-        e = equity[t]
-        if e > peak:
-            peak = e
-            floor = peak * (1.0 - max_dd)
-        elif e < floor:
-            max_dd = 1.0 - e / peak
-            floor = peak * (1.0 - max_dd)
+    n = equity.shape[0]
+    t = 0
+    while t < n:
+        stop = min(t + DRAWDOWN_BLOCK, n)
+        hi = equity[t]
+        lo = equity[t]
+        for i in range(t + 1, stop):
+            hi = max(hi, equity[i])
+            lo = min(lo, equity[i])
+        if hi > peak or lo < floor:
+            for i in range(t, stop):
+                e = equity[i]
+                if e > peak:
+                    peak = e
+                    floor = peak * (1.0 - max_dd)
+                elif e < floor:
+                    max_dd = 1.0 - e / peak
+                    floor = peak * (1.0 - max_dd)
+        t = stop
     return max_dd
 
 
