@@ -311,26 +311,30 @@ def quiet_stretch_nb(t, t_stop, qty, entry, bands, low, high, mark_low, mark_hig
         while t < t_stop:
             size = 0  # a whole block starting at t that passes, in bars
             if t % QUIET_BLOCK == 0 and t + QUIET_BLOCK <= t_stop and block_quiet_nb(
-                    block_range, t // QUIET_BLOCK, q, q_abs, e, wallet, lo_band, hi_band,
-                    m_lo_band, m_hi_band, check_bust, bust_level, cross, venue, t_floor, t_mmr,
-                    t_amt, t_count, t_taker):
+                    block_range, np.uint64(t // QUIET_BLOCK), q, q_abs, e, wallet, lo_band,
+                    hi_band, m_lo_band, m_hi_band, check_bust, bust_level, cross, venue,
+                    t_floor, t_mmr, t_amt, t_count, t_taker):
                 size = QUIET_BLOCK
             elif t % QUIET_SUBBLOCK == 0 and t + QUIET_SUBBLOCK <= t_stop and block_quiet_nb(
-                    subblock_range, t // QUIET_SUBBLOCK, q, q_abs, e, wallet, lo_band, hi_band,
-                    m_lo_band, m_hi_band, check_bust, bust_level, cross, venue, t_floor, t_mmr,
-                    t_amt, t_count, t_taker):
+                    subblock_range, np.uint64(t // QUIET_SUBBLOCK), q, q_abs, e, wallet,
+                    lo_band, hi_band, m_lo_band, m_hi_band, check_bust, bust_level, cross,
+                    venue, t_floor, t_mmr, t_amt, t_count, t_taker):
                 size = QUIET_SUBBLOCK
+            # unsigned indices: t >= 0 here, and numba then emits no negative-index
+            # wraparound per access (which also kept the block loop from plain vector loads)
+            ut = np.uint64(t)
             if size > 0:
                 rng = block_range if size == QUIET_BLOCK else subblock_range
-                worst = rng[t // size, 0, 2] if q > 0 else rng[t // size, 0, 3]
+                k = np.uint64(t // size)
+                worst = rng[k, 0, 2] if q > 0 else rng[k, 0, 3]
                 adv = min(adv, worst) if q > 0 else max(adv, worst)
-                for i in range(t, t + size):
+                for i in range(ut, ut + np.uint64(size)):
                     equity_out[i] = wallet + q * (close_1d[i] - e)
                 t += size
                 continue
-            m_lo = mark_low[t, 0]
-            m_hi = mark_high[t, 0]
-            if not (low[t, 0] > lo_band and high[t, 0] < hi_band and m_lo > m_lo_band
+            m_lo = mark_low[ut, 0]
+            m_hi = mark_high[ut, 0]
+            if not (low[ut, 0] > lo_band and high[ut, 0] < hi_band and m_lo > m_lo_band
                     and m_hi < m_hi_band):
                 break
             worst = m_lo if q > 0 else m_hi
@@ -342,7 +346,7 @@ def quiet_stretch_nb(t, t_stop, qty, entry, bands, low, high, mark_low, mark_hig
                                                        t_amt, t_count, t_taker) <= 0.0:
                 break
             adv = min(adv, worst) if q > 0 else max(adv, worst)
-            equity_out[t] = wallet + q * (mark_close[t, 0] - e)
+            equity_out[ut] = wallet + q * (close_1d[ut] - e)
             t += 1
         adverse[0] = adv
         return t
