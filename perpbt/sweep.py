@@ -117,6 +117,36 @@ def chunked(combos: Sequence[Combo], n_chunks: int) -> list[list[Combo]]:
 
 
 # ---------------------------------------------------------------------------- executors
+def _check_workers(max_workers: int | None) -> int | None:
+    """``max_workers`` as an int (None: the CPU count); below 1 is a ValueError."""
+    if max_workers is not None and not int(max_workers) >= 1:
+        raise ValueError(f"max_workers must be >= 1, got {max_workers!r}")
+    return None if max_workers is None else int(max_workers)
+
+
+def _pool_size(max_workers: int | None, combos: Sequence[Combo]) -> int:
+    return min(max_workers or os.cpu_count() or 1, max(len(combos), 1))
+
+
+def _run_on_pool(pool, fn, chunks: list, *args) -> Iterator[Part]:
+    """Submit ``fn(chunk, *args)`` per chunk; the parts as they complete, the pool shut
+    down at the end (or at once if submitting fails)."""
+    try:
+        futures = [pool.submit(fn, chunk, *args) for chunk in chunks]
+    except BaseException:
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    return _collect(pool, futures)
+
+
+def _collect(pool, futures) -> Iterator[Part]:
+    try:
+        for fut in as_completed(futures):
+            yield fut.result()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
 class LocalExecutor:
     """In the calling process, on ``max_workers`` threads (default: the CPU count; 1 runs
     serially, without a pool). The engine's kernels release the GIL, so the threads share
@@ -125,23 +155,15 @@ class LocalExecutor:
     load balance and how often the progress bar moves."""
 
     def __init__(self, max_workers: int | None = None, chunks_per_worker: int = 16) -> None:
-        if max_workers is not None and not int(max_workers) >= 1:
-            raise ValueError(f"max_workers must be >= 1, got {max_workers!r}")
-        self.max_workers = None if max_workers is None else int(max_workers)
+        self.max_workers = _check_workers(max_workers)
         self.chunks_per_worker = max(1, int(chunks_per_worker))
 
     def submit(self, job: SweepJob, combos: Sequence[Combo]) -> Iterator[Part]:
-        n = min(self.max_workers or os.cpu_count() or 1, max(len(combos), 1))
+        n = _pool_size(self.max_workers, combos)
         if n == 1:
             return (run_chunk([c], job) for c in combos)
-        pool = ThreadPoolExecutor(n, thread_name_prefix="perpbt-sweep")
-        try:
-            futures = [pool.submit(run_chunk, chunk, job)
-                       for chunk in chunked(combos, n * self.chunks_per_worker)]
-        except BaseException:
-            pool.shutdown(wait=True, cancel_futures=True)
-            raise
-        return ProcessExecutor._collect(pool, futures)
+        return _run_on_pool(ThreadPoolExecutor(n, thread_name_prefix="perpbt-sweep"),
+                            run_chunk, chunked(combos, n * self.chunks_per_worker), job)
 
     def __repr__(self) -> str:
         return f"LocalExecutor(max_workers={self.max_workers})"
@@ -171,34 +193,18 @@ class ProcessExecutor:
 
     def __init__(self, max_workers: int | None = None, mp_context: Any = None,
                  chunks_per_worker: int = 4) -> None:
-        if max_workers is not None and not int(max_workers) >= 1:
-            raise ValueError(f"max_workers must be >= 1, got {max_workers!r}")
-        self.max_workers = None if max_workers is None else int(max_workers)
+        self.max_workers = _check_workers(max_workers)
         self.mp_context = mp_context
         self.chunks_per_worker = max(1, int(chunks_per_worker))
 
     def submit(self, job: SweepJob, combos: Sequence[Combo]) -> Iterator[Part]:
         import multiprocessing
 
-        n = min(self.max_workers or os.cpu_count() or 1, max(len(combos), 1))
+        n = _pool_size(self.max_workers, combos)
         ctx = (multiprocessing.get_context(self.mp_context)
                if isinstance(self.mp_context, str) else self.mp_context)
         pool = ProcessPoolExecutor(n, mp_context=ctx, initializer=_init_worker, initargs=(job,))
-        try:
-            futures = [pool.submit(_run_in_worker, chunk)
-                       for chunk in chunked(combos, n * self.chunks_per_worker)]
-        except BaseException:
-            pool.shutdown(wait=True, cancel_futures=True)
-            raise
-        return self._collect(pool, futures)
-
-    @staticmethod
-    def _collect(pool, futures) -> Iterator[Part]:
-        try:
-            for fut in as_completed(futures):
-                yield fut.result()
-        finally:
-            pool.shutdown(wait=True, cancel_futures=True)
+        return _run_on_pool(pool, _run_in_worker, chunked(combos, n * self.chunks_per_worker))
 
     def __repr__(self) -> str:
         return f"ProcessExecutor(max_workers={self.max_workers})"

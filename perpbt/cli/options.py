@@ -89,3 +89,6 @@ FUNDING_OPT = typer.Option(
     FundingMode.strict, "--funding",
     help="strict: an open position where funding data is missing is an error; zero: "
          "such bars pay no funding.")
+PARAM_OPT = typer.Option(
+    None, "--param", "-p", metavar="KEY=VALUE",
+    help="Override a strategy parameter; repeat for several (--param fast=12).")

@@ -11,9 +11,10 @@ from rich.table import Table
 
 import perpbt
 from perpbt.cli.market import DATA_HELP, load_data_or_exit
-from perpbt.cli.options import (CAPITAL_OPT, FUNDING_OPT, MARGINS, SINCE_OPT, STRATEGY_ARG,
-                                SYMBOLS_OPT, TIMEFRAME_OPT, UNTIL_OPT, VENUES, FundingMode,
-                                check_choices, check_fraction, parse_stop, split_list)
+from perpbt.cli.options import (CAPITAL_OPT, FUNDING_OPT, MARGINS, PARAM_OPT, SINCE_OPT,
+                                STRATEGY_ARG, SYMBOLS_OPT, TIMEFRAME_OPT, UNTIL_OPT, VENUES,
+                                FundingMode, check_choices, check_fraction, parse_stop,
+                                split_list)
 from perpbt.cli.output import SUMMARY_COLUMNS, check_out, format_value, write_frame
 from perpbt.cli.strategies import (build_strategy, load_strategy_class, parse_grid,
                                    resolve_strategy_path)
@@ -237,9 +238,7 @@ def compare_cmd(
         None, "--liquidation", metavar="P1,P2",
         help="Liquidation policies to compare (takeover, ioc, tiered, multibar; 'venue' = the "
              "venue's own), comma-separated. Default: the venue's own."),
-    param: Optional[List[str]] = typer.Option(
-        None, "--param", "-p", metavar="KEY=VALUE",
-        help="Override a strategy parameter; repeat for several (--param fast=12)."),
+    param: Optional[List[str]] = PARAM_OPT,
     leverage: float = typer.Option(10.0, "--leverage", "-l",
                                    help="Exchange leverage setting, >= 1."),
     stop: Optional[float] = typer.Option(

@@ -15,7 +15,8 @@ from rich.console import Console
 
 import perpbt
 from perpbt.cli.market import load_market, split_symbols
-from perpbt.cli.options import MARGINS, VENUES, FundingMode, Intrabar, check_fraction
+from perpbt.cli.options import (MARGINS, PARAM_OPT, VENUES, FundingMode, Intrabar,
+                                check_fraction)
 from perpbt.cli.output import stats_table
 from perpbt.cli.strategies import build_strategy
 
@@ -53,9 +54,7 @@ def run(
     take: Optional[float] = typer.Option(
         None, "--take", help="Take-profit distance from the average entry, a fraction "
                              "(0.05 = 5 %). Default: none."),
-    param: Optional[List[str]] = typer.Option(
-        None, "--param", "-p", metavar="KEY=VALUE",
-        help="Override a strategy parameter; repeat for several (--param fast=12)."),
+    param: Optional[List[str]] = PARAM_OPT,
     since: Optional[str] = typer.Option(
         None, "--since", help="First bar to keep, ISO date/time UTC (2021-01-01)."),
     until: Optional[str] = typer.Option(

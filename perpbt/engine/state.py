@@ -195,16 +195,14 @@ _POSITION_INIT = dict(
     min_dist=np.inf, cap_bar=-1, cap_used=0.0, pending=np.nan, exit_work=-1, liq_rec=-1,
     liq_bp=0.0, partial_bar=-1, best=np.nan, stop_dist=np.nan, entry_bar=-1, stop_frac=np.nan)
 assert tuple(_POSITION_INIT) == PositionState._fields
-_INT_FIELDS = {name for name, v in _POSITION_INIT.items() if isinstance(v, int)}
-_FLOAT_INIT = np.array([v for k, v in _POSITION_INIT.items() if k not in _INT_FIELDS])
-_INT_INIT = np.array([v for k, v in _POSITION_INIT.items() if k in _INT_FIELDS], dtype=np.int64)
-
-
+_INT_NAMES = [k for k, v in _POSITION_INIT.items() if isinstance(v, int)]
+_FLOAT_NAMES = [k for k, v in _POSITION_INIT.items() if not isinstance(v, int)]
+_FLOAT_INIT = np.array([_POSITION_INIT[k] for k in _FLOAT_NAMES])
+_INT_INIT = np.array([_POSITION_INIT[k] for k in _INT_NAMES], dtype=np.int64)
+# each field: (in the int block?, its row there)
+_POSITION_ROWS = [(k in _INT_NAMES, (_INT_NAMES if k in _INT_NAMES else _FLOAT_NAMES).index(k))
+                  for k in PositionState._fields]
 _POSITION_TEMPLATES: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-_POSITION_ROWS = [(name in _INT_FIELDS,
-                   sum((f in _INT_FIELDS) == (name in _INT_FIELDS)
-                       for f in PositionState._fields[:i]))
-                  for i, name in enumerate(PositionState._fields)]
 
 
 def new_position_state(n_symbols: int) -> PositionState:
