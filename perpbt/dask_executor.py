@@ -55,6 +55,7 @@ class DaskExecutor:
         try:
             slots = max(1, sum(client.nthreads().values()))
             chunks = chunked(combos, slots * self.chunks_per_worker)
+            job.materialize()  # the frames go to the workers, never the strategies
             shared = client.scatter(job, broadcast=True, hash=False)
             futures = client.map(run_chunk, chunks, job=shared, pure=False)
         except BaseException:

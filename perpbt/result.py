@@ -10,10 +10,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from perpbt.engine.state import (A_BUST, A_CLEARANCE, A_INSURANCE, A_WALLET, C_BUST_BAR,
-                                 C_FILLS, C_FUNDING, C_LIQS, C_ORDERS, C_QUIET_BARS, C_SETTLEMENTS,
-                                 C_STATES, C_STOPS,
-                                 C_TIER_CHANGES, C_TRADES)
+from perpbt.engine.state import (A_BUST, A_CLEARANCE, A_INSURANCE, A_MAX_DD, A_WALLET,
+                                 C_BUST_BAR, C_FILLS, C_FUNDING, C_LIQS, C_ORDERS, C_QUIET_BARS,
+                                 C_SETTLEMENTS, C_STATES, C_STOPS, C_TIER_CHANGES, C_TRADES)
 from perpbt.engine.outputs import bar_outputs_nb
 from perpbt.engine.stats import equity_stats_nb, record_stats_nb
 from perpbt.enums import FillReason, LiqPolicy, MarginMode, OrderStatus
@@ -44,6 +43,7 @@ class Result:
         self.clearance_fees = float(acct[A_CLEARANCE])
         self.final_wallet = float(acct[A_WALLET])
         self.bust = bool(acct[A_BUST])
+        self.max_drawdown = float(acct[A_MAX_DD])  # the kernel's running maximum (fraction)
         self.bust_bar = int(cnt[C_BUST_BAR]) if self.bust else None
         self.counts = {"settlements": int(cnt[C_SETTLEMENTS]), "stops": int(cnt[C_STOPS]),
                        "liquidations": int(cnt[C_LIQS]), "tier_changes": int(cnt[C_TIER_CHANGES]),
@@ -238,9 +238,10 @@ class Result:
         total = final / start - 1.0
         cagr = (max(final, 0.0) / start) ** (1.0 / years) - 1.0 if years > 0 else np.nan
         if len(eq):
-            mean, sd, downside, dd = equity_stats_nb(eq, start)
+            mean, sd, downside = equity_stats_nb(eq, start)
         else:
-            mean = sd = downside = dd = 0.0
+            mean = sd = downside = 0.0
+        dd = self.max_drawdown
         sharpe = mean / sd * np.sqrt(bars_per_year) if sd > 0 else np.nan
         sortino = mean / downside * np.sqrt(bars_per_year) if downside > 0 else np.nan
         wins, closed, fees, received, min_dist, beyond = record_stats_nb(

@@ -11,8 +11,10 @@ How it runs:
 - everything is checked before anything runs: grid keys (with a did-you-mean hint), every
   parameter set (the strategy is built once per set), margin modes, venues, leverage, stops
   and the remaining ``pb.backtest`` keywords;
-- signals are computed once per distinct parameter set (in the calling process); every
-  engine combination of that set reuses its target frame;
+- signals are computed once per distinct parameter set, on first use (with the local
+  executor's threads, in parallel with the engine runs of the previous set; for process and
+  Dask workers, in the calling process before shipping); every engine combination of that
+  set reuses its target frame;
 - the engine runs are spread by an executor: ``"local"`` (in-process threads, one per
   core by default: the kernels release the GIL; ``LocalExecutor(max_workers=1)`` is serial),
   ``"processes"`` (``ProcessExecutor``: a process pool, the market and the target frames
@@ -33,9 +35,10 @@ import inspect
 import itertools
 import os
 import sys
+import threading
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -76,25 +79,59 @@ class Combo:
 @dataclass
 class SweepJob:
     """What every worker needs, shipped once per worker: the market, one target frame per
-    distinct strategy parameter set, and the fixed ``pb.backtest`` keywords."""
+    distinct strategy parameter set, and the fixed ``pb.backtest`` keywords.
+
+    A frame is computed on first use (:meth:`frame`), once, in whichever thread needs it
+    first: the local executor's threads compute the signals in parallel with each other's
+    engine runs. Pickling (process and Dask workers) computes the missing frames first and
+    ships the frames, not the strategies."""
     market: Any
-    frames: list  # list[pd.DataFrame], T x N target exposures
+    frames: list  # list[pd.DataFrame | None], T x N target exposures (None: not computed yet)
     labels: list  # list[str], the strategy repr of each frame (for error messages)
     options: dict  # fixed pb.backtest keywords: stats_only, take, funding ...
+    # the Strategy of each frame still to compute (None once computed or shipped)
+    strategies: list = field(default_factory=list)
     # pb.backtest's memo (frames converted and scanned, instruments packed): filled in each
     # process as it runs, never shipped (see __getstate__)
     memo: dict = field(default_factory=dict)
     # each thread's record buffers, reused run after run (run_combo keeps only the stats)
     buffers: dict = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        self._locks = [threading.Lock() for _ in self.frames]
+
+    def frame(self, k: int) -> pd.DataFrame:
+        """Target frame ``k``; computed here (under its own lock) the first time."""
+        frame = self.frames[k]
+        if frame is None:
+            with self._locks[k]:
+                frame = self.frames[k]
+                if frame is None:
+                    frame = target_frame(self.market, self.strategies[k])[0]
+                    self.frames[k] = frame
+                    self.strategies[k] = None
+        return frame
+
+    def materialize(self) -> None:
+        """Compute every frame not computed yet (in this thread, in order)."""
+        for k in range(len(self.frames)):
+            self.frame(k)
+
     def __getstate__(self) -> dict:
-        return {**self.__dict__, "memo": {}, "buffers": {}}
+        self.materialize()
+        state = {**self.__dict__, "memo": {}, "buffers": {}, "strategies": []}
+        del state["_locks"]
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._locks = [threading.Lock() for _ in self.frames]
 
 
 def run_combo(job: SweepJob, combo: Combo) -> dict[str, Any]:
     """The stats of one combination (``Result.stats()`` as a plain dict)."""
     try:
-        res = perpbt.backtest(job.market, job.frames[combo.frame], stop=combo.stop,
+        res = perpbt.backtest(job.market, job.frame(combo.frame), stop=combo.stop,
                               sizing=combo.sizing, leverage=combo.leverage,
                               margin=combo.margin, venue=combo.venue,
                               _memo=job.memo, _buffers=job.buffers, **job.options)
@@ -128,11 +165,11 @@ def _pool_size(max_workers: int | None, combos: Sequence[Combo]) -> int:
     return min(max_workers or os.cpu_count() or 1, max(len(combos), 1))
 
 
-def _run_on_pool(pool, fn, chunks: list, *args) -> Iterator[Part]:
-    """Submit ``fn(chunk, *args)`` per chunk; the parts as they complete, the pool shut
-    down at the end (or at once if submitting fails)."""
+def _run_on_pool(pool, tasks: Iterable[tuple]) -> Iterator[Part]:
+    """Submit each ``(fn, *args)`` task; the parts as they complete, the pool shut down at
+    the end (or at once if submitting fails)."""
     try:
-        futures = [pool.submit(fn, chunk, *args) for chunk in chunks]
+        futures = [pool.submit(*task) for task in tasks]
     except BaseException:
         pool.shutdown(wait=True, cancel_futures=True)
         raise
@@ -145,6 +182,27 @@ def _collect(pool, futures) -> Iterator[Part]:
             yield fut.result()
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _frame_task(job: SweepJob, k: int) -> Part:
+    job.frame(k)
+    return []  # no rows: the frame stays in the job
+
+
+def thread_tasks(job: SweepJob, chunks: list[list[Combo]]) -> Iterator[tuple]:
+    """The pool tasks in queue order: each chunk, and each target frame still to compute
+    (``job.frame``) one frame ahead of the first chunk that needs it, so one thread
+    computes the next signals while the others run the engine on the current ones."""
+    queued = {k for k, frame in enumerate(job.frames) if frame is not None}
+    order = list(dict.fromkeys(c.frame for chunk in chunks for c in chunk))
+    ahead = {k: order[i + 1] for i, k in enumerate(order[:-1])}
+    for chunk in chunks:
+        for k in dict.fromkeys(c.frame for c in chunk):
+            for need in (k, ahead.get(k)):
+                if need is not None and need not in queued:
+                    queued.add(need)
+                    yield (_frame_task, job, need)
+        yield (run_chunk, chunk, job)
 
 
 class LocalExecutor:
@@ -163,7 +221,7 @@ class LocalExecutor:
         if n == 1:
             return (run_chunk([c], job) for c in combos)
         return _run_on_pool(ThreadPoolExecutor(n, thread_name_prefix="perpbt-sweep"),
-                            run_chunk, chunked(combos, n * self.chunks_per_worker), job)
+                            thread_tasks(job, chunked(combos, n * self.chunks_per_worker)))
 
     def __repr__(self) -> str:
         return f"LocalExecutor(max_workers={self.max_workers})"
@@ -201,10 +259,12 @@ class ProcessExecutor:
         import multiprocessing
 
         n = _pool_size(self.max_workers, combos)
+        job.materialize()  # the workers get the frames (forked or pickled), never the signals
         ctx = (multiprocessing.get_context(self.mp_context)
                if isinstance(self.mp_context, str) else self.mp_context)
         pool = ProcessPoolExecutor(n, mp_context=ctx, initializer=_init_worker, initargs=(job,))
-        return _run_on_pool(pool, _run_in_worker, chunked(combos, n * self.chunks_per_worker))
+        return _run_on_pool(pool, [(_run_in_worker, chunk)
+                                   for chunk in chunked(combos, n * self.chunks_per_worker)])
 
     def __repr__(self) -> str:
         return f"ProcessExecutor(max_workers={self.max_workers})"
@@ -363,14 +423,14 @@ def sweep(market, strategy_cls: type, grid: Mapping[str, Any], *, stop: Any = No
     param_sets = [dict(zip(keys, values)) for values in itertools.product(*axes.values())]
     strategies = [strategy_cls(**params) for params in param_sets]  # bad values raise here
 
-    # signals once per distinct parameter set
+    # signals once per distinct parameter set (computed by the job on first use)
     frame_of: dict[str, int] = {}
-    frames, labels, set_frame = [], [], []
+    distinct, labels, set_frame = [], [], []
     for strat in strategies:
         label = repr(strat)
         if label not in frame_of:
-            frame_of[label] = len(frames)
-            frames.append(target_frame(market, strat)[0])
+            frame_of[label] = len(distinct)
+            distinct.append(strat)
             labels.append(label)
         set_frame.append(frame_of[label])
 
@@ -386,7 +446,8 @@ def sweep(market, strategy_cls: type, grid: Mapping[str, Any], *, stop: Any = No
                          "venue": ven})
     if options.get("take") is None and strategy_cls.default_take is not None:
         options = {**options, "take": strategy_cls.default_take}
-    job = SweepJob(market, frames, labels, {**options, "stats_only": bool(stats_only)})
+    job = SweepJob(market, [None] * len(distinct), labels,
+                   {**options, "stats_only": bool(stats_only)}, strategies=distinct)
 
     stats: dict[int, dict] = {}
     todo: Sequence[Combo] = combos

@@ -18,9 +18,10 @@ from perpbt.engine.fills import advance_best_nb, stop_level_at_nb
 from perpbt.engine.orders import execute_orders_nb, time_stops_nb
 from perpbt.engine.prefetch import prefetch_step_nb
 from perpbt.engine.requirements import requirement_nb
-from perpbt.engine.state import (A_BUST, A_EQUITY_OPEN, A_WALLET, C_BUST_BAR, C_ERROR,
-                                 C_LIQ_ACTIVE, C_QUIET_BARS, C_STATES, C_TIER_CHANGES, C_WORKING,
-                                 QUIET_BLOCK, QUIET_SUBBLOCK)
+from perpbt.engine.stats import drawdown_step_nb
+from perpbt.engine.state import (A_BUST, A_DD_FLOOR, A_EQUITY_OPEN, A_MAX_DD, A_PEAK, A_WALLET,
+                                 C_BUST_BAR, C_ERROR, C_LIQ_ACTIVE, C_QUIET_BARS, C_STATES,
+                                 C_TIER_CHANGES, C_WORKING, QUIET_BLOCK, QUIET_SUBBLOCK)
 from perpbt.engine.working import count_working_nb, work_at_open_nb
 from perpbt.enums import ErrorCode, MarginMode, PriceTrigger
 from perpbt.margin import tier_index_nb
@@ -254,9 +255,9 @@ def in_band_nb(t, n, bands, low, high, mark_low, mark_high):
 def block_quiet_nb(block_range, k, q, q_abs, e, wallet, lo_band, hi_band, m_lo_band, m_hi_band,
                    check_bust, bust_level, cross, venue, t_floor, t_mmr, t_amt, t_count,
                    t_taker):
-    """Does block k of one symbol's block ranges pass every test of a quiet bar? Its
-    extremes bound each bar's (the bust check and the cross requirement at the adverse
-    ones), so a pass means every bar of the block passes."""
+    """Does block k of one symbol's block ranges ((blocks, 1, 4)) pass every test of a quiet
+    bar? Its extremes bound each bar's (the bust check and the cross requirement at the
+    adverse ones), so a pass means every bar of the block passes."""
     b_lo = block_range[k, 0, 0]
     b_hi = block_range[k, 0, 1]
     b_m_lo = block_range[k, 0, 2]
@@ -272,84 +273,163 @@ def block_quiet_nb(block_range, k, q, q_abs, e, wallet, lo_band, hi_band, m_lo_b
     return True
 
 
+@jit_nb(inline="always")
+def block_adverse_nb(rng, k, full, t, stop, long, mark_low, mark_high):
+    """The most adverse mark (low for a long, high for a short) over bars t .. stop-1 of
+    block k: the block's own extreme when the bars are the whole block, else bar by bar."""
+    if full:
+        return rng[k, 0, 2] if long else rng[k, 0, 3]
+    if long:
+        worst = np.inf
+        for i in range(np.uint64(t), np.uint64(stop)):
+            worst = min(worst, mark_low[i, 0])
+    else:
+        worst = -np.inf
+        for i in range(np.uint64(t), np.uint64(stop)):
+            worst = max(worst, mark_high[i, 0])
+    return worst
+
+
+@jit_nb(inline="always")
+def drawdown_may_move_nb(rng, k, long, wallet, q, e, peak, dd_floor):
+    """Can the equity of one position over block k (rng: (blocks, 1, 4) ranges) reach a new
+    peak or fall below the drawdown floor? Equity is monotone in the mark, so it lies
+    between its values at the block's mark extremes (mark close within mark low and high)."""
+    eq_hi = wallet + q * ((rng[k, 0, 3] if long else rng[k, 0, 2]) - e)
+    eq_lo = wallet + q * ((rng[k, 0, 2] if long else rng[k, 0, 3]) - e)
+    return eq_hi > peak or eq_lo < dd_floor
+
+
+@jit_nb(inline="always")
+def drawdown_steps_nb(equity, start, stop, peak, dd_floor, max_dd):
+    """drawdown_step_nb over equity[start:stop]."""
+    for i in range(np.uint64(start), np.uint64(stop)):
+        peak, dd_floor, max_dd = drawdown_step_nb(equity[i], peak, dd_floor, max_dd)
+    return peak, dd_floor, max_dd
+
+
+@jit_nb
+def quiet_one_nb(t, t_stop, q, e, lo_band, hi_band, m_lo_band, m_hi_band, low, high,
+                 mark_low, mark_high, mark_close, block_range, subblock_range, wallet,
+                 bust_level, check_bust, cross, venue, t_floor, t_mmr, t_amt, t_count, t_taker,
+                 equity_out, peak, dd_floor, max_dd):
+    """``quiet_stretch_nb`` for one symbol (a short argument list of scalars and the arrays
+    it reads: the loop calls it at every stretch; ``mark_close`` is the 1-D column). Returns (first bar not run, the most adverse
+    mark of the position over the bars run, peak, dd_floor, max_dd).
+
+    A 64-bar block that starts at t and ends in the stretch is tested whole from its range;
+    else the 8-bar block containing t, even when t is not its first bar or the stretch ends
+    inside it: the block's extremes bound those of any of its bars, so a pass covers every
+    bar of the stretch inside it (the position's most adverse mark is then taken bar by bar
+    over those bars: the block's would include bars outside the stretch). A block that
+    failed is not tested again; the bars from there are tested one by one (a bar that fails
+    ends the stretch). The drawdown's running state skips a block whose equity range (from
+    its mark range) can reach neither a new peak nor the drawdown floor, and within a
+    64-bar block that can, each such 8-bar block (engine/stats.py: drawdown_step_nb)."""
+    if q == 0.0:
+        if check_bust and wallet <= bust_level:
+            return t, np.nan, peak, dd_floor, max_dd
+        if t < t_stop:  # the same equity at every bar: one drawdown step is all of them
+            peak, dd_floor, max_dd = drawdown_step_nb(wallet, peak, dd_floor, max_dd)
+        while t < t_stop:
+            equity_out[t] = wallet
+            t += 1
+        return t, np.nan, peak, dd_floor, max_dd
+    long = q > 0
+    q_abs = abs(q)
+    adv = np.inf if long else -np.inf
+    n_sub = subblock_range.shape[0]
+    failed_block = -1
+    failed_sub = -1
+    while t < t_stop:
+        ok = False
+        k = t // QUIET_BLOCK
+        stop = t + QUIET_BLOCK
+        rng = block_range
+        size = QUIET_BLOCK
+        full = True
+        if t % QUIET_BLOCK == 0 and stop <= t_stop and k != failed_block:
+            ok = block_quiet_nb(block_range, np.uint64(k), q, q_abs, e, wallet, lo_band,
+                                hi_band, m_lo_band, m_hi_band, check_bust, bust_level, cross,
+                                venue, t_floor, t_mmr, t_amt, t_count, t_taker)
+            if not ok:
+                failed_block = k
+        if not ok:
+            k = t // QUIET_SUBBLOCK
+            stop = min((k + 1) * QUIET_SUBBLOCK, t_stop)
+            rng = subblock_range
+            size = QUIET_SUBBLOCK
+            full = t % QUIET_SUBBLOCK == 0 and stop - t == QUIET_SUBBLOCK
+            if k != failed_sub and k < n_sub:
+                ok = block_quiet_nb(subblock_range, np.uint64(k), q, q_abs, e, wallet,
+                                    lo_band, hi_band, m_lo_band, m_hi_band, check_bust,
+                                    bust_level, cross, venue, t_floor, t_mmr, t_amt, t_count,
+                                    t_taker)
+                if not ok:
+                    failed_sub = k
+        # unsigned indices: t >= 0 here, and numba then emits no negative-index
+        # wraparound per access (which also kept the block loop from plain vector loads)
+        ut = np.uint64(t)
+        if ok:
+            uk = np.uint64(k)
+            worst = block_adverse_nb(rng, uk, full, t, stop, long, mark_low, mark_high)
+            adv = min(adv, worst) if long else max(adv, worst)
+            for i in range(ut, np.uint64(stop)):
+                equity_out[i] = wallet + q * (mark_close[i] - e)
+            if drawdown_may_move_nb(rng, uk, long, wallet, q, e, peak, dd_floor):
+                if size == QUIET_BLOCK:  # its 8-bar blocks, each from its own range
+                    for j in range(QUIET_BLOCK // QUIET_SUBBLOCK):
+                        a = t + j * QUIET_SUBBLOCK
+                        if drawdown_may_move_nb(subblock_range, np.uint64(a // QUIET_SUBBLOCK),
+                                                long, wallet, q, e, peak, dd_floor):
+                            peak, dd_floor, max_dd = drawdown_steps_nb(
+                                equity_out, a, a + QUIET_SUBBLOCK, peak, dd_floor, max_dd)
+                else:
+                    peak, dd_floor, max_dd = drawdown_steps_nb(equity_out, t, stop, peak,
+                                                               dd_floor, max_dd)
+            t = stop
+            continue
+        m_lo = mark_low[ut, 0]
+        m_hi = mark_high[ut, 0]
+        if not (low[ut, 0] > lo_band and high[ut, 0] < hi_band and m_lo > m_lo_band
+                and m_hi < m_hi_band):
+            break
+        worst = m_lo if long else m_hi
+        equity_worst = wallet + q * (worst - e)
+        if check_bust and equity_worst <= bust_level:
+            break
+        # cross: cross_may_liquidate_nb for the one position, the same arithmetic
+        if cross and equity_worst - requirement_nb(venue, q_abs, m_hi, e, t_floor, t_mmr,
+                                                   t_amt, t_count, t_taker) <= 0.0:
+            break
+        adv = min(adv, worst) if long else max(adv, worst)
+        equity = wallet + q * (mark_close[ut] - e)
+        equity_out[ut] = equity
+        peak, dd_floor, max_dd = drawdown_step_nb(equity, peak, dd_floor, max_dd)
+        t += 1
+    return t, adv, peak, dd_floor, max_dd
+
+
 @jit_nb
 def quiet_stretch_nb(t, t_stop, qty, entry, bands, low, high, mark_low, mark_high, mark_close,
-                     block_range, subblock_range, wallet, bust_level, check_bust, cross_args,
-                     adverse, equity_out):
-    """Run bars t, t+1, ... < t_stop while nothing can happen in them; returns the first bar
-    it did not run.
+                     wallet, bust_level, check_bust, cross_args, adverse, equity_out, peak,
+                     dd_floor, max_dd):
+    """Run bars t, t+1, ... < t_stop while nothing can happen in them; returns (the first
+    bar it did not run, peak, dd_floor, max_dd) (the drawdown's running state,
+    engine/stats.py: drawdown_step_nb). Several symbols; one symbol: ``quiet_one_nb``.
 
     The caller picks ``t_stop`` at or before the next bar with orders, a settlement (or a
     coverage hole) or a tier-table switch. A bar runs here when every open position's last
     and mark ranges stay strictly inside its quiet band (no stop, take-profit, isolated
-    liquidation or tier change can happen), the cross account (one position:
-    ``cross_args``) cannot reach its requirement, and (``check_bust``) the equity at the
-    bar's most adverse marks, a lower bound of the equity at the open and at the close, is
-    above the bust level. Such a bar changes nothing but the equity at mark close, which the
-    full loop computes with the same arithmetic. ``adverse`` receives each position's most
-    adverse mark for the liquidation distance (engine/loop.py: fold_min_dist_nb).
+    liquidation or tier change can happen), the cross account cannot reach its
+    requirement, and (``check_bust``) the equity at the bar's most adverse marks, a lower
+    bound of the equity at the open and at the close, is above the bust level. Such a bar
+    changes nothing but the equity at mark close, which the full loop computes with the
+    same arithmetic. ``adverse`` receives each position's most adverse mark for the
+    liquidation distance (engine/loop.py: fold_min_dist_nb).
     """
     n_sym = qty.shape[0]
     cross, table, floor, mmr, amt, count, taker, venue = cross_args
-    if n_sym == 1:  # one symbol: scalars in registers, five reads per bar
-        q = qty[0]
-        e = entry[0]
-        lo_band, hi_band, m_lo_band, m_hi_band = bands[0, 0], bands[0, 1], bands[0, 2], bands[0, 3]
-        if q == 0.0:
-            if check_bust and wallet <= bust_level:
-                return t
-            while t < t_stop:
-                equity_out[t] = wallet
-                t += 1
-            return t
-        q_abs = abs(q)
-        d = table[0]
-        t_floor, t_mmr, t_amt, t_count, t_taker = (floor[0, d], mmr[0, d], amt[0, d],
-                                                   count[0, d], taker[0])
-        adv = np.inf if q > 0 else -np.inf
-        close_1d = mark_close.reshape(mark_close.shape[0])  # one column: a contiguous view
-        while t < t_stop:
-            size = 0  # a whole block starting at t that passes, in bars
-            if t % QUIET_BLOCK == 0 and t + QUIET_BLOCK <= t_stop and block_quiet_nb(
-                    block_range, np.uint64(t // QUIET_BLOCK), q, q_abs, e, wallet, lo_band,
-                    hi_band, m_lo_band, m_hi_band, check_bust, bust_level, cross, venue,
-                    t_floor, t_mmr, t_amt, t_count, t_taker):
-                size = QUIET_BLOCK
-            elif t % QUIET_SUBBLOCK == 0 and t + QUIET_SUBBLOCK <= t_stop and block_quiet_nb(
-                    subblock_range, np.uint64(t // QUIET_SUBBLOCK), q, q_abs, e, wallet,
-                    lo_band, hi_band, m_lo_band, m_hi_band, check_bust, bust_level, cross,
-                    venue, t_floor, t_mmr, t_amt, t_count, t_taker):
-                size = QUIET_SUBBLOCK
-            # unsigned indices: t >= 0 here, and numba then emits no negative-index
-            # wraparound per access (which also kept the block loop from plain vector loads)
-            ut = np.uint64(t)
-            if size > 0:
-                rng = block_range if size == QUIET_BLOCK else subblock_range
-                k = np.uint64(t // size)
-                worst = rng[k, 0, 2] if q > 0 else rng[k, 0, 3]
-                adv = min(adv, worst) if q > 0 else max(adv, worst)
-                for i in range(ut, ut + np.uint64(size)):
-                    equity_out[i] = wallet + q * (close_1d[i] - e)
-                t += size
-                continue
-            m_lo = mark_low[ut, 0]
-            m_hi = mark_high[ut, 0]
-            if not (low[ut, 0] > lo_band and high[ut, 0] < hi_band and m_lo > m_lo_band
-                    and m_hi < m_hi_band):
-                break
-            worst = m_lo if q > 0 else m_hi
-            equity_worst = wallet + q * (worst - e)
-            if check_bust and equity_worst <= bust_level:
-                break
-            # cross: cross_may_liquidate_nb for the one position, the same arithmetic
-            if cross and equity_worst - requirement_nb(venue, q_abs, m_hi, e, t_floor, t_mmr,
-                                                       t_amt, t_count, t_taker) <= 0.0:
-                break
-            adv = min(adv, worst) if q > 0 else max(adv, worst)
-            equity_out[ut] = wallet + q * (close_1d[ut] - e)
-            t += 1
-        adverse[0] = adv
-        return t
     for n in range(n_sym):
         adverse[n] = np.inf if qty[n] > 0 else -np.inf
     while t < t_stop:
@@ -360,24 +440,26 @@ def quiet_stretch_nb(t, t_stop, qty, entry, bands, low, high, mark_low, mark_hig
             if q == 0.0:
                 continue
             if not in_band_nb(t, n, bands, low, high, mark_low, mark_high):
-                return t
+                return t, peak, dd_floor, max_dd
             e = entry[n]
             upnl_worst += q * ((mark_low[t, n] if q > 0 else mark_high[t, n]) - e)
             upnl += q * (mark_close[t, n] - e)
         if cross and cross_may_liquidate_nb(t, wallet, qty, entry, table, mark_low, mark_high,
                                             floor, mmr, amt, count, taker, venue):
-            return t
+            return t, peak, dd_floor, max_dd
         if check_bust and wallet + upnl_worst <= bust_level:
-            return t
+            return t, peak, dd_floor, max_dd
         for n in range(n_sym):
             q = qty[n]
             if q > 0:
                 adverse[n] = min(adverse[n], mark_low[t, n])
             elif q < 0:
                 adverse[n] = max(adverse[n], mark_high[t, n])
-        equity_out[t] = wallet + upnl
+        equity = wallet + upnl
+        equity_out[t] = equity
+        peak, dd_floor, max_dd = drawdown_step_nb(equity, peak, dd_floor, max_dd)
         t += 1
-    return t
+    return t, peak, dd_floor, max_dd
 
 
 @jit_nb(inline="always")
@@ -532,6 +614,14 @@ def run_nb(mkt, ins, cfg, targets, order_bars, ps, acct, cnt, buf, scratch):
     switch_bar = first_bar_at_nb(mkt.time_ms, next_switch)
     cross_args = (cross, table, floor, mmr, amt, count, taker, cfg.venue)
     adverse = scratch.refs
+    # one symbol: the mark close as a 1-D view for quiet_one_nb (valid for any N; used
+    # only when N == 1)
+    one = qty.shape[0] == 1
+    m_c_1 = m_c.reshape(m_c.size)
+    # the maximum drawdown's running state (engine/stats.py: drawdown_step_nb)
+    peak = cfg.initial_capital
+    dd_floor = peak
+    max_dd = 0.0
     logged_wallet = np.nan
     settle_bars = mkt.settle_bars
     oi = 0  # order_bars[oi] and settle_bars[si]: the next such bar at or after t
@@ -548,11 +638,21 @@ def run_nb(mkt, ins, cfg, targets, order_bars, ps, acct, cnt, buf, scratch):
                 and not (cross and count_open_nb(qty) > 1)):
             if t_stop < n_bars:  # the bar ending the stretch: its rows load while it runs
                 prefetch_step_nb(t_stop, mkt, targets, cfg, buf.equity)
-            t_next = quiet_stretch_nb(t, t_stop, qty, entry, bands, lo, hi, m_lo, m_hi, m_c,
-                                      mkt.block_range, mkt.subblock_range,
-                                      acct[A_WALLET], bust_level,
-                                      acct[A_BUST] == 0.0,
-                                      cross_args, adverse, buf.equity)
+            if one:
+                d = table[0]
+                t_next, adv, peak, dd_floor, max_dd = quiet_one_nb(
+                    t, t_stop, qty[0], entry[0], bands[0, 0], bands[0, 1], bands[0, 2],
+                    bands[0, 3], lo, hi, m_lo, m_hi, m_c_1, mkt.block_range,
+                    mkt.subblock_range, acct[A_WALLET], bust_level, acct[A_BUST] == 0.0, cross,
+                    cfg.venue,
+                    floor[0, d], mmr[0, d], amt[0, d], count[0, d], taker[0], buf.equity,
+                    peak, dd_floor, max_dd)
+                adverse[0] = adv
+            else:
+                t_next, peak, dd_floor, max_dd = quiet_stretch_nb(
+                    t, t_stop, qty, entry, bands, lo, hi, m_lo, m_hi, m_c, acct[A_WALLET],
+                    bust_level, acct[A_BUST] == 0.0, cross_args, adverse, buf.equity, peak,
+                    dd_floor, max_dd)
             if t_next > t:
                 cnt[C_QUIET_BARS] += t_next - t
                 fold_min_dist_nb(qty, liq, adverse, ps.min_dist)
@@ -662,12 +762,16 @@ def run_nb(mkt, ins, cfg, targets, order_bars, ps, acct, cnt, buf, scratch):
                           cnt)
             logged_wallet = wallet
         buf.equity[t] = equity
+        peak, dd_floor, max_dd = drawdown_step_nb(equity, peak, dd_floor, max_dd)
         if equity <= bust_level and acct[A_BUST] == 0.0:
             acct[A_BUST] = 1.0
             cnt[C_BUST_BAR] = t
         if cnt[C_ERROR] != 0:
             return
         t += 1
+    acct[A_PEAK] = peak
+    acct[A_DD_FLOOR] = dd_floor
+    acct[A_MAX_DD] = max_dd
     for n in range(qty.shape[0]):  # trades still open at the end
         if trade_id[n] >= 0:
             buf.trades[trade_id[n]]["min_liq_distance"] = ps.min_dist[n]

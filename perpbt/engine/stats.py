@@ -1,12 +1,14 @@
-"""Two passes over the equity curve for Result.stats(), numba.
+"""The equity curve's stats for Result.stats(), numba.
 
 Per-bar returns r_t = E_t / E_{t-1} - 1 (E_{-1} = the initial capital; 0 where the previous
 equity is not positive), their mean, standard deviation (population, ddof=0), downside
 deviation sqrt(mean(min(r, 0)^2)), and the maximum drawdown 1 - E / running peak of
 (initial capital, E_0, E_1, ...), all fractions. The variance sums are shifted by the first
 return (no cancellation when returns are tiny against their mean); several numpy passes with
-temporaries cost about 10x more on the sweeps' stats-only runs. The sums run vectorized, the
-drawdown (a running peak) in a second pass.
+temporaries cost about 10x more on the sweeps' stats-only runs. The sums run vectorized. The
+drawdown (a running peak) is computed by the kernel as it runs (``drawdown_step_nb`` at each
+close; a quiet block whose mark range cannot reach a new peak or the drawdown floor skips
+it), which saves a pass over the curve; ``max_drawdown_nb`` is that pass, for reference.
 """
 
 from __future__ import annotations
@@ -42,6 +44,21 @@ def return_sums_nb(equity, shift):
 DRAWDOWN_BLOCK = 16  # bars whose max and min are checked before looking at them one by one
 
 
+@jit_nb(inline="always")
+def drawdown_step_nb(equity, peak, floor, max_dd):
+    """(peak, floor, max_dd) after one more equity value: a new peak, or equity below
+    ``floor`` = peak * (1 - max_dd) is a new maximum drawdown 1 - equity / peak. The kernel
+    runs it at every close (engine/loop.py), ``max_drawdown_nb`` over a whole curve; a
+    repeated value changes nothing the second time."""
+    if equity > peak:
+        peak = equity
+        floor = peak * (1.0 - max_dd)
+    elif equity < floor:
+        max_dd = 1.0 - equity / peak
+        floor = peak * (1.0 - max_dd)
+    return peak, floor, max_dd
+
+
 @jit_nb
 def max_drawdown_nb(equity, start):
     """1 - E / running peak of (start, E_0, E_1, ...), maximum over the curve; equity below
@@ -49,7 +66,9 @@ def max_drawdown_nb(equity, start):
 
     A block of bars with no new peak and nothing below that floor changes neither, so its
     bars are looked at one by one only when its max or min says so: the min/max pass
-    vectorizes, and the per-bar branches (hard to predict near a peak) run on few bars."""
+    vectorizes, and the per-bar branches (hard to predict near a peak) run on few bars.
+    The kernel computes the same number as it runs (``Result`` reads it from there); this
+    pass is the reference the tests hold it to."""
     peak = start
     max_dd = 0.0
     floor = peak
@@ -64,27 +83,21 @@ def max_drawdown_nb(equity, start):
             lo = min(lo, equity[i])
         if hi > peak or lo < floor:
             for i in range(t, stop):
-                e = equity[i]
-                if e > peak:
-                    peak = e
-                    floor = peak * (1.0 - max_dd)
-                elif e < floor:
-                    max_dd = 1.0 - e / peak
-                    floor = peak * (1.0 - max_dd)
+                peak, floor, max_dd = drawdown_step_nb(equity[i], peak, floor, max_dd)
         t = stop
     return max_dd
 
 
 @jit_nb
 def equity_stats_nb(equity, start):
-    """(mean return, std of returns, downside deviation, max drawdown) of a non-empty curve."""
+    """(mean return, std of returns, downside deviation) of a non-empty curve."""
     n = equity.shape[0]
     shift = equity[0] / start - 1.0 if start > 0 else 0.0  # r_0; its d is 0
     s1, s2, down = return_sums_nb(equity, shift)
     down += min(shift, 0.0) ** 2
     mean_d = s1 / n
     var = max(s2 / n - mean_d * mean_d, 0.0)
-    return shift + mean_d, np.sqrt(var), np.sqrt(down / n), max_drawdown_nb(equity, start)
+    return shift + mean_d, np.sqrt(var), np.sqrt(down / n)
 
 
 @jit_nb

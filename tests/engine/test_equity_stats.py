@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from perpbt import dtypes
-from perpbt.engine.stats import equity_stats_nb, record_stats_nb
+from perpbt.engine.stats import equity_stats_nb, max_drawdown_nb, record_stats_nb
 
 
 def numpy_stats(equity: np.ndarray, start: float):
@@ -29,7 +29,7 @@ def test_equity_stats_match_numpy(seed, n, vol, bust):
     equity = 1_000.0 * np.exp(np.cumsum(rng.standard_normal(n) * vol))
     if bust:  # a wiped-out account: zero equity, then returns of 0
         equity[n // 2:] = 0.0
-    got = equity_stats_nb(equity, 1_000.0)
+    got = (*equity_stats_nb(equity, 1_000.0), max_drawdown_nb(equity, 1_000.0))
     for value, want in zip(got, numpy_stats(equity, 1_000.0)):
         assert value == pytest.approx(want, rel=1e-9, abs=1e-15)
 
@@ -37,7 +37,9 @@ def test_equity_stats_match_numpy(seed, n, vol, bust):
 def test_equity_stats_by_hand():
     # 100 -> 110 -> 99 -> 121: returns 0.1, -0.1, 0.2222...; peak 110 then 121;
     # drawdown at 99: 1 - 99/110 = 0.1
-    mean, sd, down, dd = equity_stats_nb(np.array([110.0, 99.0, 121.0]), 100.0)
+    curve = np.array([110.0, 99.0, 121.0])
+    mean, sd, down = equity_stats_nb(curve, 100.0)
+    dd = max_drawdown_nb(curve, 100.0)
     rets = np.array([0.1, -0.1, 121.0 / 99.0 - 1.0])
     assert mean == pytest.approx(rets.sum() / 3)
     assert sd == pytest.approx(np.sqrt(((rets - rets.mean()) ** 2).sum() / 3))
