@@ -18,8 +18,9 @@ from perpbt.engine.loop import run_nb
 from perpbt.engine.scan import SCAN_INF, SCAN_OVER_LEVERAGE, scan_targets_nb
 from perpbt.engine.state import (C_ERROR, C_ERROR_BAR, C_ERROR_SYMBOL, N_ACCT, N_CNT,
                                  QUIET_BLOCK, QUIET_SUBBLOCK, Buffers, EngineConfig,
-                                 InstrumentArrays, MarketArrays, new_position_state,
-                                 new_scratch)
+                                 InstrumentArrays, MarketArrays, PositionState, Scratch,
+                                 new_position_state, new_scratch, reset_position_state,
+                                 reset_scratch)
 from perpbt.enums import (ErrorCode, FundingMode, Intrabar, LiqPolicy, MarginMode,
                           parse_enum)
 from perpbt.execution import Execution, resolve_execution
@@ -310,6 +311,21 @@ def reused_buffers(pool: dict | None, sizes: Buffers) -> Buffers:
     return buf
 
 
+def reused_work(pool: dict | None, n_symbols: int, n_tiers: int
+                ) -> tuple[PositionState, Scratch]:
+    """A fresh position state and scratch, or this thread's from ``pool`` reset in place
+    (neither is kept by a Result)."""
+    if pool is None:
+        return new_position_state(n_symbols), new_scratch(n_symbols, n_tiers)
+    key = ("work", threading.get_ident(), n_symbols, n_tiers)
+    held = pool.get(key)
+    if held is None:
+        held = (new_position_state(n_symbols), new_scratch(n_symbols, n_tiers))
+        pool[key] = held
+        return held
+    return reset_position_state(held[0]), reset_scratch(held[1])
+
+
 def memoized(memo: dict | None, key: tuple, owner, build):
     """``build()``, or its value stored in ``memo`` under ``key``; the entry keeps ``owner``
     (the object whose id is in the key), so a freed object's id cannot hit it."""
@@ -446,11 +462,10 @@ def backtest(market, strategy_or_targets, *, venue: str = "binance", margin: str
     for scale in (1, 8, 64, 1024):
         buf = reused_buffers(_buffers, buffer_sizes(
             changes, mkt, not stats_only, insts, margin_mode == MarginMode.cross, scale))
-        ps = new_position_state(n_sym)
+        ps, scratch = reused_work(_buffers, n_sym, ins.tier_floor.shape[2])
         acct = np.zeros(N_ACCT)
         cnt = np.zeros(N_CNT, dtype=np.int64)
-        run_nb(mkt, ins, cfg, values, order_bars, ps, acct, cnt, buf,
-               new_scratch(n_sym, ins.tier_floor.shape[2]))
+        run_nb(mkt, ins, cfg, values, order_bars, ps, acct, cnt, buf, scratch)
         if cnt[C_ERROR] != ErrorCode.capacity:
             break
     if cnt[C_ERROR] == ErrorCode.funding_uncovered:

@@ -208,13 +208,37 @@ _POSITION_ROWS = [(k in _INT_NAMES, (_INT_NAMES if k in _INT_NAMES else _FLOAT_N
 _POSITION_TEMPLATES: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
 
-def new_position_state(n_symbols: int) -> PositionState:
-    """Every field an (N,) C-contiguous row of one of two blocks (float64, int64), set to its
-    initial value (_POSITION_INIT): two copies of a template kept per N."""
+def _position_template(n_symbols: int) -> tuple[np.ndarray, np.ndarray]:
     template = _POSITION_TEMPLATES.get(n_symbols)
     if template is None:
         template = (np.repeat(_FLOAT_INIT[:, None], n_symbols, axis=1),
                     np.repeat(_INT_INIT[:, None], n_symbols, axis=1))
         _POSITION_TEMPLATES[n_symbols] = template
+    return template
+
+
+def new_position_state(n_symbols: int) -> PositionState:
+    """Every field an (N,) C-contiguous row of one of two blocks (float64, int64), set to its
+    initial value (_POSITION_INIT): two copies of a template kept per N."""
+    template = _position_template(n_symbols)
     floats, ints = template[0].copy(), template[1].copy()
     return PositionState(*[ints[i] if is_int else floats[i] for is_int, i in _POSITION_ROWS])
+
+
+def reset_position_state(ps: PositionState) -> PositionState:
+    """``ps`` (from new_position_state) set back to the initial values in place: its two
+    blocks are overwritten from the template (a sweep thread reuses one state run after
+    run instead of building 24 row views each time)."""
+    n_symbols = ps.qty.shape[0]
+    floats, ints = ps.qty.base, ps.trade_id.base
+    template = _position_template(n_symbols)
+    np.copyto(floats, template[0])
+    np.copyto(ints, template[1])
+    return ps
+
+
+def reset_scratch(scratch: Scratch) -> Scratch:
+    """Every work array of ``scratch`` zeroed in place, as new_scratch gives them."""
+    for arr in scratch:
+        arr.fill(0)
+    return scratch
