@@ -88,18 +88,26 @@ class Targets:
         if isinstance(size, pd.Series):
             raise TypeError(f"{name}: exposure/size must be a scalar or a DataFrame, got a "
                             f"Series (use .to_frame() or broadcast it to the symbols)")
-        frame = pd.DataFrame(0.0, index=index, columns=columns)
         long = None if self.long is None else _as_bool(self.long, index, columns, "long", name)
+        short = None if self.short is None else _as_bool(self.short, index, columns, "short",
+                                                          name)
+        if long is not None and short is not None:
+            both = (long.to_numpy() & short.to_numpy())
+            if both.any():
+                t, n = np.argwhere(both)[0]
+                raise ValueError(f"{name}: Targets: long and short both true for "
+                                 f"{columns[n]} at {_ts(index, t)}")
+        if np.ndim(size) == 0:  # one number: numpy masks, no alignment
+            values = np.zeros((len(index), len(columns)))
+            if long is not None:
+                values[long.to_numpy()] = size
+            if short is not None:
+                values[short.to_numpy()] = -size
+            return pd.DataFrame(values, index=index, columns=columns)
+        frame = pd.DataFrame(0.0, index=index, columns=columns)
         if long is not None:
             frame = frame.where(~long, size)
-        if self.short is not None:
-            short = _as_bool(self.short, index, columns, "short", name)
-            if long is not None:
-                both = (long & short).to_numpy()
-                if both.any():
-                    t, n = np.argwhere(both)[0]
-                    raise ValueError(f"{name}: Targets: long and short both true for "
-                                     f"{columns[n]} at {_ts(index, t)}")
+        if short is not None:
             frame = frame.where(~short, -size)
         return frame.astype(np.float64)
 
@@ -135,6 +143,9 @@ def _as_bool(frame: "pd.DataFrame | pd.Series", index, columns, name: str,
     if not isinstance(frame, pd.DataFrame):
         raise TypeError(f"{source}: the {name} signal must be a boolean DataFrame or Series, "
                         f"got {type(frame).__name__}")
+    if (frame.index.equals(index) and frame.columns.equals(columns)
+            and all(dtype == np.bool_ for dtype in frame.dtypes)):
+        return frame  # already boolean on the grid: it cannot hold a NaN
     frame = frame.reindex(index=index, columns=columns)
     missing = frame.isna().to_numpy()
     if missing.any():

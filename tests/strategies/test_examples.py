@@ -202,6 +202,34 @@ def test_nan_signal_names_strategy_symbol_and_bar():
         pb.backtest(m, pb.Targets(short=short))
 
 
+def test_targets_to_frame_by_hand():
+    """Targets -> exposure frame: +exposure where long, -exposure where short, 0 elsewhere;
+    a scalar exposure (numpy masks) and the same exposure as a DataFrame (pandas alignment)
+    give the same frame; long and short both true is an error naming symbol and bar."""
+    m = make_market({"A": [FLAT] * 4, "B": [FLAT] * 4})
+    cols = list(m.symbols)
+    long = pd.DataFrame([[True, False], [False, False], [False, True], [True, False]],
+                        index=m.index, columns=cols)
+    short = pd.DataFrame([[False, True], [True, False], [False, False], [False, False]],
+                         index=m.index, columns=cols)
+    want = np.array([[2.5, -2.5], [-2.5, 0.0], [0.0, 2.5], [2.5, 0.0]])
+    got = pb.Targets(long=long, short=short, exposure=2.5).to_frame(m.index, pd.Index(cols))
+    np.testing.assert_array_equal(got.to_numpy(), want)
+    assert got.dtypes.eq(np.float64).all()
+    as_frame = pd.DataFrame(2.5, index=m.index, columns=cols)
+    got_df = pb.Targets(long=long, short=short, exposure=as_frame).to_frame(m.index,
+                                                                            pd.Index(cols))
+    np.testing.assert_array_equal(got_df.to_numpy(), want)
+    # a long-only Series signal is broadcast to every symbol
+    only = pb.Targets(long=long["A"], exposure=1).to_frame(m.index, pd.Index(cols))
+    np.testing.assert_array_equal(only.to_numpy(), [[1, 1], [0, 0], [0, 0], [1, 1]])
+    both = short.copy()
+    both.iloc[2, 1] = True
+    with pytest.raises(ValueError, match=r"long and short both true for B at "
+                                         r"2020-09-13T14:00:00Z"):
+        pb.Targets(long=long, short=both).to_frame(m.index, pd.Index(cols))
+
+
 def test_warm_up_comparisons_are_false_not_nan(synthetic):
     # SMA(slow) is NaN for the first slow-1 bars; fast > slow is False there, no error
     res = pb.backtest(synthetic.slice(None, "2021-02-01"), MaCross(fast=6, slow=24), leverage=5)
