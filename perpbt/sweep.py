@@ -212,6 +212,8 @@ class LocalExecutor:
     small part of it) takes turns. ``chunks_per_worker`` trades scheduling overhead against
     load balance and how often the progress bar moves."""
 
+    in_process = True  # pb.sweep sends it every combination (no check run before)
+
     def __init__(self, max_workers: int | None = None, chunks_per_worker: int = 16) -> None:
         self.max_workers = _check_workers(max_workers)
         self.chunks_per_worker = max(1, int(chunks_per_worker))
@@ -451,9 +453,10 @@ def sweep(market, strategy_cls: type, grid: Mapping[str, Any], *, stop: Any = No
 
     stats: dict[int, dict] = {}
     todo: Sequence[Combo] = combos
-    if combos:
+    if combos and not getattr(runner, "in_process", False):
         # compile (or load) the kernel and check one combination here, before shipping
-        # anything to workers or threads
+        # anything to workers (the local executor's threads share this process: they
+        # start at once, and the first to need the kernel loads it)
         stats[0] = run_combo(job, combos[0])
         todo = combos[1:]
     parts = runner.submit(job, todo) if todo else iter(())
@@ -473,16 +476,15 @@ def sweep(market, strategy_cls: type, grid: Mapping[str, Any], *, stop: Any = No
 
 def _frame(keys: list[str], rows: list[dict], stats: Mapping[int, dict]) -> pd.DataFrame:
     metrics = list(stats[0])  # every axis has a value: at least one combination
+    # one dict of lists per column (DataFrame.from_records of row dicts took twice as long)
     taken = set(AXES) | set(metrics)
     names = {k: (f"param_{k}" if k in taken else k) for k in keys}
-    records = []
-    for i, row in enumerate(rows):
-        rec = {names[k]: row[k] for k in keys}
-        rec.update({a: row[a] for a in AXES})
-        rec.update(stats[i])
-        records.append(rec)
+    ordered = [stats[i] for i in range(len(rows))]
+    data: dict[str, list] = {names[k]: [row[k] for row in rows] for k in keys}
+    data.update({a: [row[a] for row in rows] for a in AXES})
+    data.update({m: [row[m] for row in ordered] for m in metrics})
     columns = [names[k] for k in keys] + list(AXES) + metrics
-    frame = pd.DataFrame.from_records(records, columns=columns)
+    frame = pd.DataFrame(data, columns=columns)
     for m in metrics:  # one dtype per metric column: counts int, flags bool, others float
         if frame[m].dtype == object and m != "bust":
             with contextlib.suppress(TypeError, ValueError):
