@@ -19,7 +19,7 @@ from perpbt.engine.orders import execute_orders_nb, time_stops_nb
 from perpbt.engine.prefetch import prefetch_step_nb
 from perpbt.engine.requirements import requirement_nb
 from perpbt.engine.stats import drawdown_step_nb
-from perpbt.engine.state import (A_BUST, A_DD_FLOOR, A_EQUITY_OPEN, A_MAX_DD, A_PEAK, A_WALLET,
+from perpbt.engine.state import (A_BUST, A_EQUITY_OPEN, A_MAX_DD, A_WALLET,
                                  C_BUST_BAR, C_ERROR, C_LIQ_ACTIVE, C_QUIET_BARS, C_STATES,
                                  C_TIER_CHANGES, C_WORKING, QUIET_BLOCK, QUIET_SUBBLOCK)
 from perpbt.engine.working import count_working_nb, work_at_open_nb
@@ -252,16 +252,13 @@ def in_band_nb(t, n, bands, low, high, mark_low, mark_high):
 
 
 @jit_nb(inline="always")
-def block_quiet_nb(block_range, k, q, q_abs, e, wallet, lo_band, hi_band, m_lo_band, m_hi_band,
-                   check_bust, bust_level, cross, venue, t_floor, t_mmr, t_amt, t_count,
-                   t_taker):
-    """Does block k of one symbol's block ranges ((blocks, 1, 4)) pass every test of a quiet
-    bar? Its extremes bound each bar's (the bust check and the cross requirement at the
-    adverse ones), so a pass means every bar of the block passes."""
-    b_lo = block_range[k, 0, 0]
-    b_hi = block_range[k, 0, 1]
-    b_m_lo = block_range[k, 0, 2]
-    b_m_hi = block_range[k, 0, 3]
+def range_quiet_nb(b_lo, b_hi, b_m_lo, b_m_hi, q, q_abs, e, wallet, lo_band, hi_band,
+                   m_lo_band, m_hi_band, check_bust, bust_level, cross, venue, t_floor, t_mmr,
+                   t_amt, t_count, t_taker):
+    """Do one position's last range (b_lo, b_hi) and mark range (b_m_lo, b_m_hi), of a bar
+    or a block of bars, pass every test of a quiet bar: strictly inside the bands, the
+    equity at the adverse mark above the bust level (``check_bust``), and (``cross``) above
+    the requirement at the mark high?"""
     if not (b_lo > lo_band and b_hi < hi_band and b_m_lo > m_lo_band and b_m_hi < m_hi_band):
         return False
     equity_worst = wallet + q * ((b_m_lo if q > 0 else b_m_hi) - e)
@@ -271,6 +268,19 @@ def block_quiet_nb(block_range, k, q, q_abs, e, wallet, lo_band, hi_band, m_lo_b
         return equity_worst - requirement_nb(venue, q_abs, b_m_hi, e, t_floor, t_mmr, t_amt,
                                              t_count, t_taker) > 0.0
     return True
+
+
+@jit_nb(inline="always")
+def block_quiet_nb(block_range, k, q, q_abs, e, wallet, lo_band, hi_band, m_lo_band, m_hi_band,
+                   check_bust, bust_level, cross, venue, t_floor, t_mmr, t_amt, t_count,
+                   t_taker):
+    """``range_quiet_nb`` of block k of one symbol's block ranges ((blocks, 1, 4)): its
+    extremes bound each bar's (the bust check and the cross requirement at the adverse
+    ones), so a pass means every bar of the block passes."""
+    return range_quiet_nb(block_range[k, 0, 0], block_range[k, 0, 1], block_range[k, 0, 2],
+                          block_range[k, 0, 3], q, q_abs, e, wallet, lo_band, hi_band,
+                          m_lo_band, m_hi_band, check_bust, bust_level, cross, venue, t_floor,
+                          t_mmr, t_amt, t_count, t_taker)
 
 
 @jit_nb(inline="always")
@@ -314,8 +324,9 @@ def quiet_one_nb(t, t_stop, q, e, lo_band, hi_band, m_lo_band, m_hi_band, low, h
                  bust_level, check_bust, cross, venue, t_floor, t_mmr, t_amt, t_count, t_taker,
                  equity_out, peak, dd_floor, max_dd):
     """``quiet_stretch_nb`` for one symbol (a short argument list of scalars and the arrays
-    it reads: the loop calls it at every stretch; ``mark_close`` is the 1-D column). Returns (first bar not run, the most adverse
-    mark of the position over the bars run, peak, dd_floor, max_dd).
+    it reads: the loop calls it at every stretch; ``mark_close`` is the 1-D column).
+    Returns (first bar not run, the most adverse mark of the position over the bars run,
+    peak, dd_floor, max_dd).
 
     A 64-bar block that starts at t and ends in the stretch is tested whole from its range;
     else the 8-bar block containing t, even when t is not its first bar or the stretch ends
@@ -391,17 +402,12 @@ def quiet_one_nb(t, t_stop, q, e, lo_band, hi_band, m_lo_band, m_hi_band, low, h
             continue
         m_lo = mark_low[ut, 0]
         m_hi = mark_high[ut, 0]
-        if not (low[ut, 0] > lo_band and high[ut, 0] < hi_band and m_lo > m_lo_band
-                and m_hi < m_hi_band):
+        # cross: cross_may_liquidate_nb for the one position, the same arithmetic
+        if not range_quiet_nb(low[ut, 0], high[ut, 0], m_lo, m_hi, q, q_abs, e, wallet,
+                              lo_band, hi_band, m_lo_band, m_hi_band, check_bust, bust_level,
+                              cross, venue, t_floor, t_mmr, t_amt, t_count, t_taker):
             break
         worst = m_lo if long else m_hi
-        equity_worst = wallet + q * (worst - e)
-        if check_bust and equity_worst <= bust_level:
-            break
-        # cross: cross_may_liquidate_nb for the one position, the same arithmetic
-        if cross and equity_worst - requirement_nb(venue, q_abs, m_hi, e, t_floor, t_mmr,
-                                                   t_amt, t_count, t_taker) <= 0.0:
-            break
         adv = min(adv, worst) if long else max(adv, worst)
         equity = wallet + q * (mark_close[ut] - e)
         equity_out[ut] = equity
@@ -644,9 +650,8 @@ def run_nb(mkt, ins, cfg, targets, order_bars, ps, acct, cnt, buf, scratch):
                     t, t_stop, qty[0], entry[0], bands[0, 0], bands[0, 1], bands[0, 2],
                     bands[0, 3], lo, hi, m_lo, m_hi, m_c_1, mkt.block_range,
                     mkt.subblock_range, acct[A_WALLET], bust_level, acct[A_BUST] == 0.0, cross,
-                    cfg.venue,
-                    floor[0, d], mmr[0, d], amt[0, d], count[0, d], taker[0], buf.equity,
-                    peak, dd_floor, max_dd)
+                    cfg.venue, floor[0, d], mmr[0, d], amt[0, d], count[0, d], taker[0],
+                    buf.equity, peak, dd_floor, max_dd)
                 adverse[0] = adv
             else:
                 t_next, peak, dd_floor, max_dd = quiet_stretch_nb(
@@ -769,8 +774,6 @@ def run_nb(mkt, ins, cfg, targets, order_bars, ps, acct, cnt, buf, scratch):
         if cnt[C_ERROR] != 0:
             return
         t += 1
-    acct[A_PEAK] = peak
-    acct[A_DD_FLOOR] = dd_floor
     acct[A_MAX_DD] = max_dd
     for n in range(qty.shape[0]):  # trades still open at the end
         if trade_id[n] >= 0:

@@ -164,10 +164,9 @@ A_INSURANCE = 1       # insurance-fund ledger (quote, + = fund gained)
 A_CLEARANCE = 2       # clearance fees collected by the venue
 A_BUST = 3            # 1.0 once the account is bust
 A_EQUITY_OPEN = 4     # E used for sizing at this open
-A_PEAK = 5            # running peak of (initial capital, equity at each close so far)
-A_DD_FLOOR = 6        # peak * (1 - max drawdown): equity below it is a new maximum drawdown
-A_MAX_DD = 7          # maximum drawdown so far (fraction): engine/stats.py drawdown_step_nb
-N_ACCT = 8
+A_MAX_DD = 5          # maximum drawdown of the equity at each close (fraction), written at
+                      # the end of the run: engine/stats.py drawdown_step_nb
+N_ACCT = 6
 
 # counters, indices into the int64 ``cnt`` array
 C_FILLS = 0
