@@ -8,7 +8,7 @@ isolated mode) an exposure beyond the leverage.
 from __future__ import annotations
 
 import threading
-from typing import Mapping
+from typing import Mapping, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -369,27 +369,32 @@ def _execution_fields(exe: Execution | None, symbols: list[str]) -> dict:
                 max_widening=float(exe.max_widening if exe else 1.0))
 
 
-def backtest(market, strategy_or_targets, *, venue: str = "binance", margin: str = "isolated",
-             leverage: "float | Mapping[str, float]" = 10, initial_capital: float = 10_000.0,
-             stop: "StopLoss | BreakEven | TimeStop | float | list | None" = None, take: "TakeProfit | float | None" = None,
-             intrabar: str = "pessimistic", stats_only: bool = False, funding: str = "strict",
-             liquidation: str | None = None, execution: "Execution | bool | None" = None,
-             sizing=None,
-             instruments: Mapping[str, Instrument] | None = None,
-             _memo: dict | None = None, _buffers: dict | None = None) -> Result:
-    """Backtest target exposures on ``market``.
+class Prepared(NamedTuple):
+    """A run ready for the engine (``prepare_run``): its inputs, and what its Result keeps."""
+    mkt: MarketArrays
+    ins: InstrumentArrays
+    cfg: EngineConfig
+    values: np.ndarray         # (T, N) target exposures (or quote notionals) per bar
+    changes: int               # target changes (they size the record buffers)
+    order_bars: np.ndarray     # engine/scan.py
+    insts: list                # list[Instrument]
+    targets: pd.DataFrame      # Result.targets
+    settings: dict             # Result.settings
+    caps: object               # the sizing rule's caps (perpbt.sizing) or None
+    stats_only: bool
 
-    ``leverage`` is the exchange setting (initial margin = notional / leverage), not the
-    position size; ``initial_capital`` in quote; ``stop``/``take`` as fractions of the average
-    entry or StopLoss/TakeProfit rules; ``funding="zero"`` lets positions sit on bars without
-    funding data; ``stats_only`` keeps the equity curve and the records, and skips every
-    other per-bar output (for sweeps). ``liquidation``: "takeover", "ioc", "tiered" or
-    "multibar" (default: the venue's own process). ``execution``: None (frictionless fills),
-    True (the shipped model) or a ``pb.Execution`` (spread, impact, participation cap).
-    ``sizing``: a perpbt.sizing rule (EquityFraction, FixedNotional, RiskPerTrade,
-    VolTarget, Kelly) sizing each entry of the targets' direction; a Strategy's
-    ``default_stop``, ``default_take`` and ``default_sizing`` apply unless given here.
-    """
+
+def prepare_run(market, strategy_or_targets, *, venue: str = "binance", margin: str = "isolated",
+                leverage: "float | Mapping[str, float]" = 10, initial_capital: float = 10_000.0,
+                stop: "StopLoss | BreakEven | TimeStop | float | list | None" = None, take: "TakeProfit | float | None" = None,
+                intrabar: str = "pessimistic", stats_only: bool = False, funding: str = "strict",
+                liquidation: str | None = None, execution: "Execution | bool | None" = None,
+                sizing=None,
+                instruments: Mapping[str, Instrument] | None = None,
+                _memo: dict | None = None) -> Prepared:
+    """Everything ``backtest`` does before the run, with the same arguments checked the same
+    way: the engine's inputs and the Result's settings (``_memo``: pb.sweep's, shared by
+    the runs of one sweep)."""
     preset = get_venue(venue)
     margin_mode = parse_enum(MarginMode, margin, "margin")
     if liquidation is None:  # the venue's own process where the engine has it, else takeover
@@ -459,26 +464,77 @@ def backtest(market, strategy_or_targets, *, venue: str = "binance", margin: str
                                   lambda: exec_memo(market, exe)),
                        quiet_stretch=QUIET_STRETCH)
     mkt = memoized(_memo, ("market", id(market)), market, lambda: market_arrays(market))
-    for scale in (1, 8, 64, 1024):
-        buf = reused_buffers(_buffers, buffer_sizes(
-            changes, mkt, not stats_only, insts, margin_mode == MarginMode.cross, scale))
-        ps, scratch = reused_work(_buffers, n_sym, ins.tier_floor.shape[2])
-        acct = np.zeros(N_ACCT)
-        cnt = np.zeros(N_CNT, dtype=np.int64)
-        run_nb(mkt, ins, cfg, values, order_bars, ps, acct, cnt, buf, scratch)
-        if cnt[C_ERROR] != ErrorCode.capacity:
-            break
-    if cnt[C_ERROR] == ErrorCode.funding_uncovered:
-        t, n = int(cnt[C_ERROR_BAR]), int(cnt[C_ERROR_SYMBOL])
-        raise ValueError(f"{market.symbols[n]}: a position is open at {_iso(market, t)} (bar {t}) "
-                         f"outside the funding_rate coverage; pass funding='zero' to treat "
-                         f"uncovered bars as paying no funding")
-    if cnt[C_ERROR] == ErrorCode.capacity:
-        raise RuntimeError("perpbt bug: a record buffer was too small; please report this run")
     settings = dict(venue=venue, margin=margin, leverage=leverage, liquidation=policy_name,
                     initial_capital=float(initial_capital), intrabar=intrabar,
                     stop=stop, take=take, execution=exe, sizing=sizing)
-    res = Result(market, targets, settings, buf, acct, cnt, insts, stats_only,
-                 engine=(ins, cfg))
-    res._sizing_caps = caps  # sizes above the leverage, capped there (perpbt.sizing)
+    return Prepared(mkt, ins, cfg, values, changes, order_bars, insts, targets, settings, caps,
+                    stats_only)
+
+
+def run_error(market, cnt: np.ndarray) -> Exception | None:
+    """The error a run stopped on (``cnt[C_ERROR]``), naming the symbol and the bar; None
+    when it ran to the end."""
+    if cnt[C_ERROR] == ErrorCode.funding_uncovered:
+        t, n = int(cnt[C_ERROR_BAR]), int(cnt[C_ERROR_SYMBOL])
+        return ValueError(f"{market.symbols[n]}: a position is open at {_iso(market, t)} "
+                          f"(bar {t}) outside the funding_rate coverage; pass funding='zero' "
+                          f"to treat uncovered bars as paying no funding")
+    if cnt[C_ERROR] == ErrorCode.capacity:
+        return RuntimeError("perpbt bug: a record buffer was too small; please report this run")
+    return None
+
+
+def execute_run(market, prep: Prepared, _buffers: dict | None = None
+                ) -> tuple[Buffers, np.ndarray, np.ndarray]:
+    """Run the engine on ``prep``: (buffers, acct, cnt). A record buffer that overflows
+    (partial fills and liquidations can outgrow the room sized from the targets) is
+    retried with more room; a run that stops on an error raises it (``run_error``).
+    ``_buffers``: pb.sweep's per-thread pool of buffers, state and scratch."""
+    mkt, ins, cfg = prep.mkt, prep.ins, prep.cfg
+    cross = cfg.margin_mode == MarginMode.cross
+    for scale in (1, 8, 64, 1024):
+        buf = reused_buffers(_buffers, buffer_sizes(
+            prep.changes, mkt, not prep.stats_only, prep.insts, cross, scale))
+        ps, scratch = reused_work(_buffers, mkt.open.shape[1], ins.tier_floor.shape[2])
+        acct = np.zeros(N_ACCT)
+        cnt = np.zeros(N_CNT, dtype=np.int64)
+        run_nb(mkt, ins, cfg, prep.values, prep.order_bars, ps, acct, cnt, buf, scratch)
+        if cnt[C_ERROR] != ErrorCode.capacity:
+            break
+    error = run_error(market, cnt)
+    if error is not None:
+        raise error
+    return buf, acct, cnt
+
+
+def backtest(market, strategy_or_targets, *, venue: str = "binance", margin: str = "isolated",
+             leverage: "float | Mapping[str, float]" = 10, initial_capital: float = 10_000.0,
+             stop: "StopLoss | BreakEven | TimeStop | float | list | None" = None, take: "TakeProfit | float | None" = None,
+             intrabar: str = "pessimistic", stats_only: bool = False, funding: str = "strict",
+             liquidation: str | None = None, execution: "Execution | bool | None" = None,
+             sizing=None,
+             instruments: Mapping[str, Instrument] | None = None,
+             _memo: dict | None = None, _buffers: dict | None = None) -> Result:
+    """Backtest target exposures on ``market``.
+
+    ``leverage`` is the exchange setting (initial margin = notional / leverage), not the
+    position size; ``initial_capital`` in quote; ``stop``/``take`` as fractions of the average
+    entry or StopLoss/TakeProfit rules; ``funding="zero"`` lets positions sit on bars without
+    funding data; ``stats_only`` keeps the equity curve and the records, and skips every
+    other per-bar output (for sweeps). ``liquidation``: "takeover", "ioc", "tiered" or
+    "multibar" (default: the venue's own process). ``execution``: None (frictionless fills),
+    True (the shipped model) or a ``pb.Execution`` (spread, impact, participation cap).
+    ``sizing``: a perpbt.sizing rule (EquityFraction, FixedNotional, RiskPerTrade,
+    VolTarget, Kelly) sizing each entry of the targets' direction; a Strategy's
+    ``default_stop``, ``default_take`` and ``default_sizing`` apply unless given here.
+    """
+    prep = prepare_run(market, strategy_or_targets, venue=venue, margin=margin,
+                       leverage=leverage, initial_capital=initial_capital, stop=stop, take=take,
+                       intrabar=intrabar, stats_only=stats_only, funding=funding,
+                       liquidation=liquidation, execution=execution, sizing=sizing,
+                       instruments=instruments, _memo=_memo)
+    buf, acct, cnt = execute_run(market, prep, _buffers)
+    res = Result(market, prep.targets, prep.settings, buf, acct, cnt, prep.insts, stats_only,
+                 engine=(prep.ins, prep.cfg))
+    res._sizing_caps = prep.caps  # sizes above the leverage, capped there (perpbt.sizing)
     return res

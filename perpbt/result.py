@@ -27,6 +27,42 @@ def _names(enum) -> dict[int, str]:
     return {int(v): k for k, v in zip(enum._fields, enum)}
 
 
+def stats_row(n_bars: int, timeframe_ms: float, start: float, final: float, mean: float,
+              sd: float, downside: float, max_dd: float, wins: int, closed: int, fees: float,
+              received: float, min_dist: float, beyond: int, trades: int, liquidations: int,
+              insurance: float, clearance: float, bust: bool) -> dict:
+    """Result.stats() from its parts: the equity curve's length, its final value (quote)
+    and return stats (engine/stats.py: equity_stats_nb), the kernel's maximum drawdown, the
+    record sums (record_stats_nb) and the account's counts. Returns and drawdowns as
+    fractions, money in quote. pb.sweep's batched runs (engine/batch.py) get the same parts
+    from the kernel."""
+    bars_per_year = YEAR_MS / timeframe_ms
+    years = n_bars / bars_per_year
+    total = final / start - 1.0
+    cagr = (max(final, 0.0) / start) ** (1.0 / years) - 1.0 if years > 0 else np.nan
+    sharpe = mean / sd * np.sqrt(bars_per_year) if sd > 0 else np.nan
+    sortino = mean / downside * np.sqrt(bars_per_year) if downside > 0 else np.nan
+    return {
+        "total_return": total,
+        "cagr": cagr,
+        "sharpe": sharpe,
+        "sortino": sortino,
+        "max_drawdown": max_dd,
+        "calmar": cagr / max_dd if max_dd > 0 else np.nan,
+        "trades": trades,
+        "win_rate": wins / closed if closed else np.nan,
+        "fees_paid": float(fees),
+        "funding_paid": float(-received),
+        "liquidations": liquidations,
+        "min_liq_distance": float(min_dist),
+        "stops_beyond_liq": int(beyond),
+        "final_equity": final,
+        "insurance_fund_change": insurance,
+        "clearance_fees": clearance,
+        "bust": bust,
+    }
+
+
 class Result:
     """Outputs of one backtest. DataFrames are built lazily from the record arrays."""
 
@@ -232,40 +268,17 @@ class Result:
         """``stats()`` as a plain dict (what sweeps collect: no pandas object per run)."""
         eq = self._buf.equity
         start = float(self.settings["initial_capital"])
-        final = float(eq[-1]) if len(eq) else start
-        bars_per_year = YEAR_MS / self.market.timeframe_ms
-        years = len(eq) / bars_per_year
-        total = final / start - 1.0
-        cagr = (max(final, 0.0) / start) ** (1.0 / years) - 1.0 if years > 0 else np.nan
         if len(eq):
             mean, sd, downside = equity_stats_nb(eq, start)
         else:
             mean = sd = downside = 0.0
-        dd = self.max_drawdown
-        sharpe = mean / sd * np.sqrt(bars_per_year) if sd > 0 else np.nan
-        sortino = mean / downside * np.sqrt(bars_per_year) if downside > 0 else np.nan
         wins, closed, fees, received, min_dist, beyond = record_stats_nb(
             self.fill_records, self.trade_records, self.funding_records)
-        out = {
-            "total_return": total,
-            "cagr": cagr,
-            "sharpe": sharpe,
-            "sortino": sortino,
-            "max_drawdown": dd,
-            "calmar": cagr / dd if dd > 0 else np.nan,
-            "trades": int(self._cnt[C_TRADES]),
-            "win_rate": wins / closed if closed else np.nan,
-            "fees_paid": float(fees),
-            "funding_paid": float(-received),
-            "liquidations": int(self._cnt[C_LIQS]),
-            "min_liq_distance": float(min_dist),
-            "stops_beyond_liq": int(beyond),
-            "final_equity": final,
-            "insurance_fund_change": self.insurance_fund,
-            "clearance_fees": self.clearance_fees,
-            "bust": self.bust,
-        }
-        return out
+        return stats_row(len(eq), self.market.timeframe_ms, start,
+                         float(eq[-1]) if len(eq) else start, mean, sd, downside,
+                         self.max_drawdown, wins, closed, fees, received, min_dist, beyond,
+                         int(self._cnt[C_TRADES]), int(self._cnt[C_LIQS]), self.insurance_fund,
+                         self.clearance_fees, self.bust)
 
     def __repr__(self) -> str:
         s = self.settings

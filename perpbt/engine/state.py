@@ -207,7 +207,9 @@ _POSITION_ROWS = [(k in _INT_NAMES, (_INT_NAMES if k in _INT_NAMES else _FLOAT_N
 _POSITION_TEMPLATES: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
 
-def _position_template(n_symbols: int) -> tuple[np.ndarray, np.ndarray]:
+def position_template(n_symbols: int) -> tuple[np.ndarray, np.ndarray]:
+    """The initial (floats, ints) blocks of a position state of ``n_symbols`` symbols (shared:
+    copy before writing)."""
     template = _POSITION_TEMPLATES.get(n_symbols)
     if template is None:
         template = (np.repeat(_FLOAT_INIT[:, None], n_symbols, axis=1),
@@ -219,7 +221,7 @@ def _position_template(n_symbols: int) -> tuple[np.ndarray, np.ndarray]:
 def new_position_state(n_symbols: int) -> PositionState:
     """Every field an (N,) C-contiguous row of one of two blocks (float64, int64), set to its
     initial value (_POSITION_INIT): two copies of a template kept per N."""
-    template = _position_template(n_symbols)
+    template = position_template(n_symbols)
     floats, ints = template[0].copy(), template[1].copy()
     return PositionState(*[ints[i] if is_int else floats[i] for is_int, i in _POSITION_ROWS])
 
@@ -230,7 +232,7 @@ def reset_position_state(ps: PositionState) -> PositionState:
     run instead of building 24 row views each time)."""
     n_symbols = ps.qty.shape[0]
     floats, ints = ps.qty.base, ps.trade_id.base
-    template = _position_template(n_symbols)
+    template = position_template(n_symbols)
     np.copyto(floats, template[0])
     np.copyto(ints, template[1])
     return ps
