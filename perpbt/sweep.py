@@ -53,7 +53,7 @@ from perpbt.backtest import (Prepared, buffer_sizes, execute_run, prepare_run, r
 from perpbt.engine.batch import (B_BEYOND, B_CLOSED, B_DOWNSIDE, B_FEES, B_FINAL, B_MEAN,
                                  B_MIN_DIST, B_RECEIVED, B_SD, B_WINS, N_BATCH_OUT, run_batch_nb)
 from perpbt.engine.state import (A_BUST, A_CLEARANCE, A_INSURANCE, A_MAX_DD, C_ERROR, C_LIQS,
-                                 C_TRADES, N_ACCT, N_CNT, position_template)
+                                 C_TRADES, N_ACCT, N_CNT, Buffers, position_template)
 from perpbt.result import Result, stats_row
 from perpbt.enums import MarginMode, parse_enum
 from perpbt.risk import stop_rules
@@ -138,25 +138,29 @@ class SweepJob:
         self._locks = [threading.Lock() for _ in self.frames]
 
 
-def _prepare(job: SweepJob, combo: Combo) -> Prepared:
-    """pb.backtest's preparation of one combination (an error names the combination)."""
+@contextlib.contextmanager
+def _naming(job: SweepJob, combo: Combo) -> Iterator[None]:
+    """pb.backtest's errors, raised again naming the sweep combination."""
     try:
-        return prepare_run(job.market, job.frame(combo.frame), stop=combo.stop,
-                           sizing=combo.sizing, leverage=combo.leverage, margin=combo.margin,
-                           venue=combo.venue, _memo=job.memo, **job.options)
+        yield
     except (ValueError, NotImplementedError) as exc:
         raise ValueError(f"sweep combination {combo.index} ({combo.describe(job)}): "
                          f"{exc}") from exc
+
+
+def _prepare(job: SweepJob, combo: Combo) -> Prepared:
+    """pb.backtest's preparation of one combination."""
+    with _naming(job, combo):
+        return prepare_run(job.market, job.frame(combo.frame), stop=combo.stop,
+                           sizing=combo.sizing, leverage=combo.leverage, margin=combo.margin,
+                           venue=combo.venue, _memo=job.memo, **job.options)
 
 
 def run_combo(job: SweepJob, combo: Combo) -> dict[str, Any]:
     """The stats of one combination run alone (``Result.stats()`` as a plain dict)."""
     prep = _prepare(job, combo)
-    try:
+    with _naming(job, combo):
         buf, acct, cnt = execute_run(job.market, prep, job.buffers)
-    except (ValueError, NotImplementedError) as exc:
-        raise ValueError(f"sweep combination {combo.index} ({combo.describe(job)}): "
-                         f"{exc}") from exc
     res = Result(job.market, prep.targets, prep.settings, buf, acct, cnt, prep.insts,
                  prep.stats_only, engine=(prep.ins, prep.cfg))
     return res.stats_dict()
@@ -198,41 +202,40 @@ def config_type(cfg) -> Any:
     return found
 
 
-def run_batch(job: SweepJob, group: Sequence[tuple[Combo, Prepared]]) -> Part:
-    """The stats of combinations sharing a ``batch_key``, from one run_batch_nb call. A run
-    that stopped on an error (a record buffer too small, a position on a bar without
-    funding data) runs again alone (``run_combo``: more room, or the error naming the
-    combination), as does one whose config does not convert to the group's numba type."""
+def run_batch(job: SweepJob, group: Sequence[tuple[Combo, Prepared]], sizes: Buffers) -> Part:
+    """The stats of combinations sharing a ``batch_key`` (its record buffer ``sizes``), from
+    one run_batch_nb call. A run that stopped on an error (a record buffer too small, a
+    position on a bar without funding data) runs again alone (``run_combo``: more room, or
+    the error naming the combination), as does one whose config does not convert to the
+    group's numba type."""
     from numba.typed import List
 
     first = group[0][1]
     mkt, ins = first.mkt, first.ins
     n_sym = mkt.open.shape[1]
-    buf = reused_buffers(job.buffers, batch_key(first)[-1])
+    buf = reused_buffers(job.buffers, sizes)
     ps, scratch = reused_work(job.buffers, n_sym, ins.tier_floor.shape[2])
     float_init, int_init = position_template(n_sym)
     cfgs = List.empty_list(config_type(first.cfg))
-    alone = []
+    part: Part = []
     batched = []
     for combo, prep in group:
         try:
             cfgs.append(prep.cfg)
         except Exception:  # a config numba types otherwise (an array's layout ...): alone
-            alone.append(combo)
+            part.append((combo.index, run_combo(job, combo)))
             continue
         batched.append((combo, prep))
-    part = [(combo.index, run_combo(job, combo)) for combo in alone]
     if not batched:
         return part
-    group = batched
-    accts = np.zeros((len(group), N_ACCT))
-    cnts = np.zeros((len(group), N_CNT), dtype=np.int64)
-    out = np.empty((len(group), N_BATCH_OUT))
+    accts = np.zeros((len(batched), N_ACCT))
+    cnts = np.zeros((len(batched), N_CNT), dtype=np.int64)
+    out = np.empty((len(batched), N_BATCH_OUT))
     run_batch_nb(mkt, ins, cfgs, first.values, first.order_bars, ps, ps.qty.base,
                  ps.trade_id.base, float_init, int_init, scratch, buf,
                  buf.liqs.view(np.uint8), accts, cnts, out)
     n_bars = mkt.open.shape[0]
-    for k, (combo, prep) in enumerate(group):
+    for k, (combo, prep) in enumerate(batched):
         if cnts[k, C_ERROR] != 0:
             part.append((combo.index, run_combo(job, combo)))
             continue
@@ -249,18 +252,17 @@ def run_batch(job: SweepJob, group: Sequence[tuple[Combo, Prepared]]) -> Part:
 def run_chunk(chunk: Sequence[Combo], job: SweepJob) -> Part:
     """Run a chunk of combinations: [(combination index, stats dict), ...]; those sharing a
     ``batch_key`` in one engine call each."""
-    groups: dict[Any, list] = {}
+    groups: dict[tuple, list] = {}
+    part: Part = []
     for combo in chunk:
         prep = _prepare(job, combo)
         key = batch_key(prep)
-        groups.setdefault(key if key is not None else ("alone", combo.index), []).append(
-            (combo, prep))
-    part: Part = []
-    for key, group in groups.items():
-        if key[0] == "alone":
-            part.append((group[0][0].index, run_combo(job, group[0][0])))
+        if key is None:
+            part.append((combo.index, run_combo(job, combo)))
         else:
-            part.extend(run_batch(job, group))
+            groups.setdefault(key, []).append((combo, prep))
+    for key, group in groups.items():
+        part.extend(run_batch(job, group, sizes=key[-1]))
     return part
 
 

@@ -160,7 +160,8 @@ def test_a_config_of_another_numba_type_runs_alone(market, monkeypatch):
     alone = []
     monkeypatch.setattr(sweep_mod, "run_combo",
                         lambda job, combo: alone.append(combo.index) or {"alone": True})
-    part = dict(sweep_mod.run_batch(job, group))
+    sizes = sweep_mod.batch_key(group[0][1])[-1]
+    part = dict(sweep_mod.run_batch(job, group, sizes))
     assert alone == [1] and part[1] == {"alone": True}
     for i in (0, 2):
         direct = pb.backtest(market, frame, stop=combos[i].stop, leverage=10,
