@@ -172,6 +172,74 @@ class MachineCheck:
         self.pool.shutdown()
 
 
+class EngineReplay:
+    """The engine calls of one sweep on 1 thread (pb.sweep's ``run_batch_nb`` calls,
+    recorded), replayed with no Python between them: serial time / time with the calls
+    split over ``workers`` threads, each with its own position state, scratch and record
+    buffers. What the second core gives the engine's own work at that moment, the part of
+    a sweep that Python cannot slow down."""
+
+    def __init__(self, sweep_one, workers: int) -> None:
+        import copy
+        import threading
+
+        from perpbt.engine.state import new_position_state, new_scratch
+
+        sweep_mod = sys.modules["perpbt.sweep"]
+        kernel = sweep_mod.run_batch_nb
+        calls: list = []
+
+        def record(*args):
+            from numba.typed import List
+
+            configs = List.empty_list(args[2]._list_type.item_type)  # pb.sweep reuses its
+            for cfg in args[2]:                                      # list: keep a copy
+                configs.append(cfg)
+            calls.append((*args[:2], configs, *args[3:]))
+            return kernel(*args)
+
+        sweep_mod.run_batch_nb = record
+        try:
+            sweep_one()
+        finally:
+            sweep_mod.run_batch_nb = kernel
+        self.kernel, self.workers, self.threading = kernel, workers, threading
+        self.lanes = []
+        for w in range(workers):
+            first = calls[0]
+            ps = new_position_state(first[5].qty.shape[0])
+            scratch = new_scratch(first[5].qty.shape[0], first[1].tier_floor.shape[2])
+            bufs: dict = {}
+            lane = []
+            for args in calls[w::workers]:
+                a = list(args)
+                buf = bufs.setdefault(id(a[11]), copy.deepcopy(a[11]))
+                a[5:8] = [ps, ps.qty.base, ps.trade_id.base]
+                a[10:16] = [scratch, buf, buf.liqs.view(np.uint8), np.zeros_like(a[13]),
+                            np.zeros_like(a[14]), np.empty_like(a[15])]
+                lane.append(a)
+            self.lanes.append(lane)
+
+    def _run(self, lane) -> None:
+        for a in lane:
+            a[13][...] = 0.0  # accounts and counts start at zero (run_batch_nb's contract)
+            a[14][...] = 0
+            self.kernel(*a)
+
+    def __call__(self) -> float:
+        t0 = time.perf_counter()
+        for lane in self.lanes:
+            self._run(lane)
+        serial = time.perf_counter() - t0
+        threads = [self.threading.Thread(target=self._run, args=(lane,)) for lane in self.lanes]
+        t0 = time.perf_counter()
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+        return serial / (time.perf_counter() - t0)
+
+
 timed = be._time_once  # (seconds, result) of one call after a gc pass
 
 
@@ -208,9 +276,10 @@ def main(argv=None) -> dict:
 
     # interleaved rounds: every contender once per round, so a slow phase of this shared
     # machine hits them alike; vectorbt (about 20 s a call) in the first --vbt-repeat rounds
-    t1, t2, tp, tv, ceiling = [], [], [], [], []
+    t1, t2, tp, tv, ceiling, engine = [], [], [], [], [], []
     frames = []
     check = MachineCheck(args.workers)
+    replay = EngineReplay(one, args.workers)
     try:
         for r in range(args.repeat):
             t, frame = timed(one)
@@ -220,6 +289,7 @@ def main(argv=None) -> dict:
             frames.append(frame_local)
             tp.append(timed(procs)[0])
             ceiling.append(check())
+            engine.append(replay())
             if vbt is not None and r < args.vbt_repeat:
                 tv.append(timed(vbt)[0])
     finally:
@@ -264,8 +334,12 @@ def main(argv=None) -> dict:
     print(f"machine check ({rounds}): pure-Python busy loops in {args.workers} processes run "
           f"{out['machine_speedup']:.2f}x faster than serially (min {min(ceiling):.2f}, max "
           f"{max(ceiling):.2f}; the ceiling on this machine at that moment)")
-    print("per round, 1 -> 2 threads (machine ceiling): " + ", ".join(
-        f"{a:.2f}x ({c:.2f}x)" for a, c in zip(speedups, ceiling)))
+    out.update(engine_speedup=med(engine), engine_speedups=[round(x, 3) for x in engine])
+    print(f"engine only ({rounds}): the sweep's engine calls replayed with no Python between "
+          f"them run {out['engine_speedup']:.2f}x faster on {args.workers} threads than on 1 "
+          f"(min {min(engine):.2f}, max {max(engine):.2f})")
+    print(f"per round, 1 -> {args.workers} threads (engine only; machine ceiling): " + ", ".join(
+        f"{a:.2f}x ({e:.2f}x; {c:.2f}x)" for a, e, c in zip(speedups, engine, ceiling)))
     return out
 
 

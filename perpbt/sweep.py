@@ -193,7 +193,10 @@ def config_type(cfg) -> Any:
     """numba's type of an EngineConfig, looked up by what decides it (each field's Python
     type; an array's dtype, dimensions, layout and flags): ``numba.typeof`` takes about
     150 us on a config."""
-    key = tuple(_field_key(v) for v in cfg)
+    return _config_type(tuple(_field_key(v) for v in cfg), cfg)
+
+
+def _config_type(key: tuple, cfg) -> Any:
     found = _CONFIG_TYPES.get(key)
     if found is None:
         import numba
@@ -202,21 +205,36 @@ def config_type(cfg) -> Any:
     return found
 
 
+def config_list(pool: dict, cfg) -> Any:
+    """An empty numba typed List of configs typed like ``cfg``: this thread's from ``pool``,
+    cleared, after the first. A new one costs about 0.5 ms (numba looks its constructor up
+    by the config's type, hashing every field's type), which was most of the Python around
+    a batched call; the key here is the cheap field key of ``config_type``."""
+    key = tuple(_field_key(v) for v in cfg)
+    slot = ("configs", threading.get_ident(), key)
+    held = pool.get(slot)
+    if held is None:
+        from numba.typed import List  # numba.typed imports it lazily, on each access
+
+        held = pool[slot] = List.empty_list(_config_type(key, cfg))
+    else:
+        held.clear()
+    return held
+
+
 def run_batch(job: SweepJob, group: Sequence[tuple[Combo, Prepared]], sizes: Buffers) -> Part:
     """The stats of combinations sharing a ``batch_key`` (its record buffer ``sizes``), from
     one run_batch_nb call. A run that stopped on an error (a record buffer too small, a
     position on a bar without funding data) runs again alone (``run_combo``: more room, or
     the error naming the combination), as does one whose config does not convert to the
     group's numba type."""
-    from numba.typed import List
-
     first = group[0][1]
     mkt, ins = first.mkt, first.ins
     n_sym = mkt.open.shape[1]
     buf = reused_buffers(job.buffers, sizes)
     ps, scratch = reused_work(job.buffers, n_sym, ins.tier_floor.shape[2])
     float_init, int_init = position_template(n_sym)
-    cfgs = List.empty_list(config_type(first.cfg))
+    cfgs = config_list(job.buffers, first.cfg)
     part: Part = []
     batched = []
     for combo, prep in group:
