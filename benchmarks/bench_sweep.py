@@ -24,15 +24,17 @@ computes the strategy's signals itself (once per ``fast`` value; a few ms each).
 Throughput is ``pb.sweep``'s default executor, ``"local"``: threads in this process, one per
 core (the kernels release the GIL); the 1-thread figure and its ratio are printed too.
 
-Every contender runs once per round, ``--repeat`` interleaved rounds (vectorbt, about 20 s a
-call, in the first ``--vbt-repeat``), so a slow phase of this shared machine hits them alike;
-the figures are medians, the ratios ratios of medians (and best against best). Core
-scaling: ``pb.LocalExecutor(max_workers=1)`` against the default (2 threads here, sharing the
-market), and ``pb.ProcessExecutor(max_workers=2)`` (processes; the pool is created by each
-sweep, so its start-up is part of the time, as a user pays it). The machine's own ceiling,
-pure-Python busy loops in 2 processes against serially, is measured in every round too, and
-printed beside each round's speed-up: the host's other tenants move it from about 1.1x to
-2x within minutes.
+Every contender runs once per round (1 and 2 threads in alternating order), ``--repeat``
+interleaved rounds (vectorbt, about 20 s a call, in the first ``--vbt-repeat``), so a slow
+phase of this shared machine hits them alike; the figures are medians, the ratios ratios of
+medians (and best against best). Core scaling: ``pb.LocalExecutor(max_workers=1)`` against
+the default (2 threads here, sharing the market), and ``pb.ProcessExecutor(max_workers=2)``
+(processes; the pool is created by each sweep, so its start-up is part of the time, as a
+user pays it). Two references are measured in every round too and printed beside each
+round's speed-up: the engine alone (the sweep's own engine calls, recorded once, replayed
+on 1 and on 2 threads with no Python between them: ``EngineReplay``) and the machine's
+ceiling (pure-Python busy loops in 2 processes against serially: ``MachineCheck``); the
+host's other tenants move both from about 1.1x to 2x within minutes.
 """
 
 from __future__ import annotations
@@ -282,11 +284,16 @@ def main(argv=None) -> dict:
     replay = EngineReplay(one, args.workers)
     try:
         for r in range(args.repeat):
-            t, frame = timed(one)
-            t1.append(t)
-            t, frame_local = timed(local)
-            t2.append(t)
-            frames.append(frame_local)
+            # 1 thread first in even rounds, 2 threads first in odd ones: a machine that
+            # drifts faster or slower within a round biases neither side
+            for runner in ((one, local) if r % 2 == 0 else (local, one)):
+                t, result = timed(runner)
+                if runner is one:
+                    t1.append(t)
+                    frame = result
+                else:
+                    t2.append(t)
+                    frames.append(result)
             tp.append(timed(procs)[0])
             ceiling.append(check())
             engine.append(replay())
