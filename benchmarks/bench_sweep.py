@@ -32,9 +32,11 @@ the default (2 threads here, sharing the market), and ``pb.ProcessExecutor(max_w
 (processes; the pool is created by each sweep, so its start-up is part of the time, as a
 user pays it). Two references are measured in every round too and printed beside each
 round's speed-up: the engine alone (the sweep's own engine calls, recorded once, replayed
-on 1 and on 2 threads with no Python between them: ``EngineReplay``) and the machine's
-ceiling (pure-Python busy loops in 2 processes against serially: ``MachineCheck``); the
-host's other tenants move both from about 1.1x to 2x within minutes.
+on 1 and on 2 threads with no Python between them: ``EngineReplay``) and two of the
+machine: numba multiply-adds on 2 threads against serially (``ArithmeticCheck``: about 2x
+on two cores, less when the vCPUs land on hyper-threads of one core) and pure-Python busy
+loops in 2 processes (``MachineCheck``); the host's other tenants move all of them from
+about 1.1x to 2x within minutes.
 """
 
 from __future__ import annotations
@@ -174,6 +176,47 @@ class MachineCheck:
         self.pool.shutdown()
 
 
+def _multiply_adds(values: np.ndarray, reps: int) -> float:
+    total = 0.0
+    for _ in range(reps):
+        for i in range(values.shape[0]):
+            total += values[i] * values[i] * 1.0001 + values[i]
+    return total
+
+
+class ArithmeticCheck:
+    """A numba loop that keeps a core's arithmetic units busy (vectorized multiply-adds over
+    a 4 kB array, in L1: no memory traffic, nothing shared): serial time of ``workers`` calls
+    / their time on ``workers`` threads. About 2x on two cores of their own; well below when
+    the two vCPUs run on hyper-threads of one physical core, which share those units (a
+    pure-Python loop, which waits on its own dependencies, hardly notices the difference)."""
+
+    def __init__(self, workers: int, reps: int = 600_000) -> None:
+        import threading
+
+        from numba import njit
+
+        self.kernel = njit(nogil=True, fastmath=True)(_multiply_adds)
+        self.values = [np.random.default_rng(w).random(512) for w in range(workers)]
+        self.reps, self.threading = reps, threading
+        for v in self.values:
+            self.kernel(v, 1)  # compile outside the timing
+
+    def __call__(self) -> float:
+        t0 = time.perf_counter()
+        for v in self.values:
+            self.kernel(v, self.reps)
+        serial = time.perf_counter() - t0
+        threads = [self.threading.Thread(target=self.kernel, args=(v, self.reps))
+                   for v in self.values]
+        t0 = time.perf_counter()
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+        return serial / (time.perf_counter() - t0)
+
+
 class EngineReplay:
     """The engine calls of one sweep on 1 thread (pb.sweep's ``run_batch_nb`` calls,
     recorded), replayed with no Python between them: serial time / time with the calls
@@ -278,10 +321,11 @@ def main(argv=None) -> dict:
 
     # interleaved rounds: every contender once per round, so a slow phase of this shared
     # machine hits them alike; vectorbt (about 20 s a call) in the first --vbt-repeat rounds
-    t1, t2, tp, tv, ceiling, engine = [], [], [], [], [], []
+    t1, t2, tp, tv, ceiling, engine, arith = [], [], [], [], [], [], []
     frames = []
     check = MachineCheck(args.workers)
     replay = EngineReplay(one, args.workers)
+    arithmetic = ArithmeticCheck(args.workers)
     try:
         for r in range(args.repeat):
             # 1 thread first in even rounds, 2 threads first in odd ones: a machine that
@@ -297,6 +341,7 @@ def main(argv=None) -> dict:
             tp.append(timed(procs)[0])
             ceiling.append(check())
             engine.append(replay())
+            arith.append(arithmetic())
             if vbt is not None and r < args.vbt_repeat:
                 tv.append(timed(vbt)[0])
     finally:
@@ -345,8 +390,13 @@ def main(argv=None) -> dict:
     print(f"engine only ({rounds}): the sweep's engine calls replayed with no Python between "
           f"them run {out['engine_speedup']:.2f}x faster on {args.workers} threads than on 1 "
           f"(min {min(engine):.2f}, max {max(engine):.2f})")
-    print(f"per round, 1 -> {args.workers} threads (engine only; machine ceiling): " + ", ".join(
-        f"{a:.2f}x ({e:.2f}x; {c:.2f}x)" for a, e, c in zip(speedups, engine, ceiling)))
+    out.update(arithmetic_speedup=med(arith), arithmetic_speedups=[round(x, 3) for x in arith])
+    print(f"arithmetic check ({rounds}): a numba loop of vectorized multiply-adds in L1 runs "
+          f"{out['arithmetic_speedup']:.2f}x faster on {args.workers} threads than serially "
+          f"(min {min(arith):.2f}, max {max(arith):.2f}; about 2x on cores of their own)")
+    print(f"per round, 1 -> {args.workers} threads (engine only; arithmetic; busy loops): "
+          + ", ".join(f"{a:.2f}x ({e:.2f}x; {m:.2f}x; {c:.2f}x)"
+                      for a, e, m, c in zip(speedups, engine, arith, ceiling)))
     return out
 
 

@@ -25,14 +25,16 @@ def test_bench_sweep_smoke(capsys):
                  "perpbt pb.sweep, default (", "perpbt pb.sweep, 2 processes",
                  "vectorbt from_signals sl_stop", "throughput ratio perpbt / vectorbt (median",
                  "speed-up 1 -> 2 threads (median", "the same with 2 processes",
-                 "machine check (median", "engine only (median",
-                 "per round, 1 -> 2 threads (engine only; machine ceiling): "):
+                 "machine check (median", "engine only (median", "arithmetic check (median",
+                 "per round, 1 -> 2 threads (engine only; arithmetic; busy loops): "):
         assert line in printed, line
     assert out["combos"] == 8
     for key in ("perpbt_runs_per_s", "perpbt_one_runs_per_s", "vbt_runs_per_s", "ratio",
                 "ratio_one_thread", "ratio_best", "ratio_median", "ratio_one_thread_median",
                 "speedup", "speedup_min", "speedup_max", "process_speedup", "machine_speedup",
-                "machine_speedup_min", "machine_speedup_max", "engine_speedup"):
+                "machine_speedup_min", "machine_speedup_max", "engine_speedup",
+                "arithmetic_speedup"):
         assert math.isfinite(out[key]) and out[key] > 0, key
     # one of each per round
-    assert len(out["speedups"]) == len(out["ceilings"]) == len(out["engine_speedups"]) == 2
+    assert (len(out["speedups"]) == len(out["ceilings"]) == len(out["engine_speedups"])
+            == len(out["arithmetic_speedups"]) == 2)
