@@ -176,6 +176,24 @@ class MachineCheck:
         self.pool.shutdown()
 
 
+def thread_speedup(work, parts) -> float:
+    """Time of ``work(part)`` for each part one after another / their time on one thread
+    each, started together."""
+    import threading
+
+    t0 = time.perf_counter()
+    for part in parts:
+        work(part)
+    serial = time.perf_counter() - t0
+    threads = [threading.Thread(target=work, args=(part,)) for part in parts]
+    t0 = time.perf_counter()
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    return serial / (time.perf_counter() - t0)
+
+
 def _multiply_adds(values: np.ndarray, reps: int) -> float:
     total = 0.0
     for _ in range(reps):
@@ -192,29 +210,16 @@ class ArithmeticCheck:
     pure-Python loop, which waits on its own dependencies, hardly notices the difference)."""
 
     def __init__(self, workers: int, reps: int = 600_000) -> None:
-        import threading
-
         from numba import njit
 
         self.kernel = njit(nogil=True, fastmath=True)(_multiply_adds)
         self.values = [np.random.default_rng(w).random(512) for w in range(workers)]
-        self.reps, self.threading = reps, threading
+        self.reps = reps
         for v in self.values:
             self.kernel(v, 1)  # compile outside the timing
 
     def __call__(self) -> float:
-        t0 = time.perf_counter()
-        for v in self.values:
-            self.kernel(v, self.reps)
-        serial = time.perf_counter() - t0
-        threads = [self.threading.Thread(target=self.kernel, args=(v, self.reps))
-                   for v in self.values]
-        t0 = time.perf_counter()
-        for th in threads:
-            th.start()
-        for th in threads:
-            th.join()
-        return serial / (time.perf_counter() - t0)
+        return thread_speedup(lambda values: self.kernel(values, self.reps), self.values)
 
 
 class EngineReplay:
@@ -226,7 +231,6 @@ class EngineReplay:
 
     def __init__(self, sweep_one, workers: int) -> None:
         import copy
-        import threading
 
         from perpbt.engine.state import new_position_state, new_scratch
 
@@ -248,7 +252,7 @@ class EngineReplay:
             sweep_one()
         finally:
             sweep_mod.run_batch_nb = kernel
-        self.kernel, self.workers, self.threading = kernel, workers, threading
+        self.kernel, self.workers = kernel, workers
         self.lanes = []
         for w in range(workers):
             first = calls[0]
@@ -272,17 +276,7 @@ class EngineReplay:
             self.kernel(*a)
 
     def __call__(self) -> float:
-        t0 = time.perf_counter()
-        for lane in self.lanes:
-            self._run(lane)
-        serial = time.perf_counter() - t0
-        threads = [self.threading.Thread(target=self._run, args=(lane,)) for lane in self.lanes]
-        t0 = time.perf_counter()
-        for th in threads:
-            th.start()
-        for th in threads:
-            th.join()
-        return serial / (time.perf_counter() - t0)
+        return thread_speedup(self._run, self.lanes)
 
 
 timed = be._time_once  # (seconds, result) of one call after a gc pass
