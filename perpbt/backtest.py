@@ -352,6 +352,24 @@ def _stop_fields(stop, market) -> dict:
             "dyn_stops": bool(rules["trail"] or np.isfinite(rules["breakeven"]).any())}
 
 
+# the EngineConfig fields that come from the stop rules (``_stop_fields``), and only from them
+STOP_CONFIG_FIELDS = ("stop_pct", "stop_trigger", "stop_dist_t", "trail", "breakeven",
+                      "time_stop", "dyn_stops")
+
+
+def with_stop(prep: "Prepared", market, stop, _memo: dict | None = None) -> "Prepared":
+    """``prep`` (from ``prepare_run`` on a target frame, without a sizing rule) with
+    another ``stop``: what ``prepare_run`` gives for the same arguments and that stop,
+    rebuilding only the stop's fields (pb.sweep's runs that differ only in their stop).
+    A sizing rule sizes with the stop: then ``prepare_run`` is the way."""
+    if prep.settings["sizing"] is not None:
+        raise ValueError("with_stop: a run with a sizing rule depends on its stop through "
+                         "the sizes; prepare it with prepare_run")
+    stops = memoized(_memo, ("stop", id(stop)), stop, lambda: _stop_fields(stop, market))
+    cfg = prep.cfg._replace(**{name: stops[name] for name in STOP_CONFIG_FIELDS})
+    return prep._replace(cfg=cfg, settings={**prep.settings, "stop": stop})
+
+
 def _execution_fields(exe: Execution | None, symbols: list[str]) -> dict:
     """The EngineConfig fields of an execution model (per-symbol arrays where it has them)."""
     ones = np.ones(len(symbols))
@@ -450,14 +468,11 @@ def prepare_run(market, strategy_or_targets, *, venue: str = "binance", margin: 
                        liq_policy=policy, intrabar=parse_enum(Intrabar, intrabar, "intrabar"),
                        funding_mode=parse_enum(FundingMode, funding, "funding"),
                        initial_capital=float(initial_capital), leverage=lev,
-                       stop_pct=stops["stop_pct"], stop_trigger=stops["stop_trigger"],
+                       **{name: stops[name] for name in STOP_CONFIG_FIELDS},
                        take_pct=take_pct,
                        take_trigger=take_trig, record_bars=not stats_only,
                        **memoized(_memo, ("exec_fields", id(exe)), exe,
                                   lambda: _execution_fields(exe, market.symbols)),
-                       stop_dist_t=stops["stop_dist_t"], trail=stops["trail"],
-                       breakeven=stops["breakeven"], time_stop=stops["time_stop"],
-                       dyn_stops=stops["dyn_stops"],
                        notional_targets=notional_targets,
                        stop_frac_t=target_stops(strategy_or_targets, market, source),
                        **memoized(_memo, ("exec_memo", id(exe), threading.get_ident()), exe,

@@ -49,7 +49,7 @@ import pandas as pd
 
 import perpbt
 from perpbt.backtest import (Prepared, buffer_sizes, execute_run, prepare_run, reused_buffers,
-                             reused_work, target_frame)
+                             reused_work, target_frame, with_stop)
 from perpbt.engine.batch import (B_BEYOND, B_CLOSED, B_DOWNSIDE, B_FEES, B_FINAL, B_MEAN,
                                  B_MIN_DIST, B_RECEIVED, B_SD, B_WINS, N_BATCH_OUT, run_batch_nb)
 from perpbt.engine.state import (A_BUST, A_CLEARANCE, A_INSURANCE, A_MAX_DD, C_ERROR, C_LIQS,
@@ -154,6 +154,22 @@ def _prepare(job: SweepJob, combo: Combo) -> Prepared:
         return prepare_run(job.market, job.frame(combo.frame), stop=combo.stop,
                            sizing=combo.sizing, leverage=combo.leverage, margin=combo.margin,
                            venue=combo.venue, _memo=job.memo, **job.options)
+
+
+def _prepare_like(job: SweepJob, combo: Combo, templates: dict) -> Prepared:
+    """``_prepare``, or, for a combination without a sizing rule whose target frame,
+    leverage, margin and venue an earlier one of ``templates`` shares, that one with this
+    combination's stop (backtest.with_stop: about 5x less Python than a full preparation,
+    which pb.sweep runs while the other threads need the GIL)."""
+    if combo.sizing is not None:
+        return _prepare(job, combo)
+    key = (combo.frame, id(combo.leverage), id(combo.margin), id(combo.venue))
+    template = templates.get(key)
+    if template is None:
+        template = templates[key] = _prepare(job, combo)
+        return template
+    with _naming(job, combo):
+        return with_stop(template, job.market, combo.stop, job.memo)
 
 
 def run_combo(job: SweepJob, combo: Combo) -> dict[str, Any]:
@@ -272,8 +288,9 @@ def run_chunk(chunk: Sequence[Combo], job: SweepJob) -> Part:
     ``batch_key`` in one engine call each."""
     groups: dict[tuple, list] = {}
     part: Part = []
+    templates: dict[tuple, Prepared] = {}
     for combo in chunk:
-        prep = _prepare(job, combo)
+        prep = _prepare_like(job, combo, templates)
         key = batch_key(prep)
         if key is None:
             part.append((combo.index, run_combo(job, combo)))
@@ -328,19 +345,27 @@ def _frame_task(job: SweepJob, k: int) -> Part:
 
 
 def thread_tasks(job: SweepJob, chunks: list[list[Combo]]) -> Iterator[tuple]:
-    """The pool tasks in queue order: each chunk, and each target frame still to compute
-    (``job.frame``) one frame ahead of the first chunk that needs it, so one thread
-    computes the next signals while the others run the engine on the current ones."""
+    """The pool tasks in queue order: each chunk, after the target frames it needs
+    (``job.frame``), and the next frame queued right after the first chunk of the one
+    before it, so one thread computes the next signals while the others run the engine on
+    the current ones. At the start only the first frame is computed: a second one beside it
+    would compete for the GIL (the signals are Python and pandas) and delay the first
+    engine run."""
     queued = {k for k, frame in enumerate(job.frames) if frame is not None}
     order = list(dict.fromkeys(c.frame for chunk in chunks for c in chunk))
     ahead = {k: order[i + 1] for i, k in enumerate(order[:-1])}
     for chunk in chunks:
-        for k in dict.fromkeys(c.frame for c in chunk):
-            for need in (k, ahead.get(k)):
-                if need is not None and need not in queued:
-                    queued.add(need)
-                    yield (_frame_task, job, need)
+        needs = list(dict.fromkeys(c.frame for c in chunk))
+        for k in needs:
+            if k not in queued:
+                queued.add(k)
+                yield (_frame_task, job, k)
         yield (run_chunk, chunk, job)
+        for k in needs:
+            nxt = ahead.get(k)
+            if nxt is not None and nxt not in queued:
+                queued.add(nxt)
+                yield (_frame_task, job, nxt)
 
 
 class LocalExecutor:

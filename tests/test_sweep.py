@@ -288,3 +288,19 @@ def test_cli_help_texts():
         for param in inspect.signature(func).parameters.values():
             assert getattr(param.default, "help", None), (name, param.name)
     assert {"sweep", "compare", "bench"} <= set(command)
+
+
+def test_thread_tasks_compute_each_frame_once_before_its_chunks():
+    """The local executor's queue: a chunk comes after every frame it needs; the next frame
+    comes right after the first chunk of the frame before it (at the start only frame 0
+    is computed, not two frames competing for the GIL); frames already there are skipped."""
+    from types import SimpleNamespace
+
+    sweep_module = sys.modules["perpbt.sweep"]
+    job = SimpleNamespace(frames=[None, None, "done", None])
+    chunks = [[SimpleNamespace(frame=k) for k in ks] for ks in ([0, 0], [0, 1], [1], [2, 3])]
+    tasks = list(sweep_module.thread_tasks(job, chunks))
+    labels = [("frame", t[2]) if t[0] is sweep_module._frame_task else ("chunk", t[1])
+              for t in tasks]
+    assert labels == [("frame", 0), ("chunk", chunks[0]), ("frame", 1), ("chunk", chunks[1]),
+                      ("chunk", chunks[2]), ("frame", 3), ("chunk", chunks[3])]

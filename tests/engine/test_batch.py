@@ -193,3 +193,40 @@ def test_config_list_is_reused_per_thread_and_cleared(market):
     assert other[0] is not first and len(other[0]) == 0
     float32 = prep.cfg._replace(stop_pct=prep.cfg.stop_pct.astype(np.float32))
     assert sweep_mod.config_list(pool, float32) is not first  # another numba type
+
+
+@pytest.mark.parametrize("stop", [
+    None, 0.02, pb.StopLoss(pct=0.01, trigger="mark"), pb.StopLoss(atr=2.0, trailing=True),
+    [pb.StopLoss(pct=0.03), pb.BreakEven(after=0.01), pb.TimeStop(bars=30)]])
+def test_with_stop_equals_prepare_run(market, stop):
+    """pb.sweep prepares a combination that differs from an earlier one only in its stop
+    with backtest.with_stop: every config field, the settings and the rest of the
+    preparation are what prepare_run gives for that stop."""
+    from perpbt.backtest import with_stop
+
+    memo: dict = {}
+    frame = pb.backtest(market, MaCross(fast=6, slow=48), leverage=5).targets
+    kw = dict(leverage=5, stats_only=True, execution=True, _memo=memo)
+    template = prepare_run(market, frame, stop=0.05, **kw)
+    got = with_stop(template, market, stop, memo)
+    want = prepare_run(market, frame, stop=stop, **kw)
+    for name, a, b in zip(want.cfg._fields, got.cfg, want.cfg):
+        if isinstance(b, np.ndarray):
+            np.testing.assert_array_equal(a, b, err_msg=name)
+            assert a.dtype == b.dtype, name
+        else:
+            assert a == b and type(a) is type(b), name
+    assert got.settings == want.settings
+    for name in ("mkt", "ins", "values", "order_bars", "targets"):
+        assert getattr(got, name) is getattr(want, name), name  # the memo's, shared
+    assert got.changes == want.changes and got.caps is want.caps is None
+
+
+def test_with_stop_refuses_a_sizing_rule(market):
+    from perpbt.backtest import with_stop
+
+    frame = pb.backtest(market, MaCross(fast=6, slow=48), leverage=5).targets
+    prep = prepare_run(market, frame, leverage=5, stop=0.02, stats_only=True,
+                       sizing=pb.sizing.RiskPerTrade(0.01))
+    with pytest.raises(ValueError, match="sizing rule"):
+        with_stop(prep, market, 0.03)
