@@ -21,10 +21,15 @@ import tempfile
 from pathlib import Path
 
 WORKER = """
-import sys, time
-sys.path.insert(0, sys.argv[1])
+import os, sys, time
+tree = os.path.dirname(sys.argv[1])
+# "python -c" puts the current directory first on sys.path: started from another
+# checkout, the worker would import that one's perpbt (PYTHONPATH comes after it)
+sys.path[:0] = [sys.argv[1], tree]
 import bench_sweep as bs, bench_engine as be
 import perpbt as pb
+if not os.path.realpath(pb.__file__).startswith(os.path.realpath(tree) + os.sep):
+    sys.exit(f"ab_sweep: perpbt came from {pb.__file__}, not from {tree}")
 market, _ = be.make_market(100_000)
 strategy_cls = bs.ma_cross_class()
 fasts, stops, levs = bs.axes_for(1000)
