@@ -311,10 +311,11 @@ def reused_buffers(pool: dict | None, sizes: Buffers) -> Buffers:
     return buf
 
 
-def reused_work(pool: dict | None, n_symbols: int, n_tiers: int
+def reused_work(pool: dict | None, n_symbols: int, n_tiers: int, reset: bool = True
                 ) -> tuple[PositionState, Scratch]:
     """A fresh position state and scratch, or this thread's from ``pool`` reset in place
-    (neither is kept by a Result)."""
+    (neither is kept by a Result); ``reset=False``: as the last run left them, for a caller
+    that resets them itself (engine/batch.py does, before each run)."""
     if pool is None:
         return new_position_state(n_symbols), new_scratch(n_symbols, n_tiers)
     key = ("work", threading.get_ident(), n_symbols, n_tiers)
@@ -322,6 +323,8 @@ def reused_work(pool: dict | None, n_symbols: int, n_tiers: int
     if held is None:
         held = (new_position_state(n_symbols), new_scratch(n_symbols, n_tiers))
         pool[key] = held
+        return held
+    if not reset:
         return held
     return reset_position_state(held[0]), reset_scratch(held[1])
 
