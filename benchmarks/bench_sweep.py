@@ -203,11 +203,13 @@ def _multiply_adds(values: np.ndarray, reps: int) -> float:
 
 
 class ArithmeticCheck:
-    """A numba loop that keeps a core's arithmetic units busy (vectorized multiply-adds over
-    a 4 kB array, in L1: no memory traffic, nothing shared): serial time of ``workers`` calls
-    / their time on ``workers`` threads. About 2x on two cores of their own; well below when
-    the two vCPUs run on hyper-threads of one physical core, which share those units (a
-    pure-Python loop, which waits on its own dependencies, hardly notices the difference)."""
+    """A numba loop that keeps a core's vector units busy (multiply-adds over a 4 kB array,
+    in L1: no memory traffic, nothing shared): serial time of ``workers`` calls / their
+    time on ``workers`` threads. About 2x on two cores of their own; below it when the
+    vCPUs share those units (hyper-threads of one core) or run vector code at lower clocks
+    when both are busy, which cannot be told apart from inside the VM. Not a ceiling for
+    the engine (scalar, branchy code): its replay reached 2x in runs where this stayed
+    near 1.7x."""
 
     def __init__(self, workers: int, reps: int = 600_000) -> None:
         from numba import njit
@@ -387,7 +389,7 @@ def main(argv=None) -> dict:
     out.update(arithmetic_speedup=med(arith), arithmetic_speedups=[round(x, 3) for x in arith])
     print(f"arithmetic check ({rounds}): a numba loop of vectorized multiply-adds in L1 runs "
           f"{out['arithmetic_speedup']:.2f}x faster on {args.workers} threads than serially "
-          f"(min {min(arith):.2f}, max {max(arith):.2f}; about 2x on cores of their own)")
+          f"(min {min(arith):.2f}, max {max(arith):.2f}; about 2x on two cores of their own)")
     print(f"per round, 1 -> {args.workers} threads (engine only; arithmetic; busy loops): "
           + ", ".join(f"{a:.2f}x ({e:.2f}x; {m:.2f}x; {c:.2f}x)"
                       for a, e, m, c in zip(speedups, engine, arith, ceiling)))
