@@ -355,18 +355,17 @@ def thread_tasks(job: SweepJob, chunks: list[list[Combo]]) -> Iterator[tuple]:
     queued = {k for k, frame in enumerate(job.frames) if frame is not None}
     order = list(dict.fromkeys(c.frame for chunk in chunks for c in chunk))
     ahead = {k: order[i + 1] for i, k in enumerate(order[:-1])}
-    for chunk in chunks:
-        needs = list(dict.fromkeys(c.frame for c in chunk))
-        for k in needs:
-            if k not in queued:
+    def frame_tasks(frames) -> Iterator[tuple]:
+        for k in frames:
+            if k is not None and k not in queued:
                 queued.add(k)
                 yield (_frame_task, job, k)
+
+    for chunk in chunks:
+        needs = list(dict.fromkeys(c.frame for c in chunk))
+        yield from frame_tasks(needs)
         yield (run_chunk, chunk, job)
-        for k in needs:
-            nxt = ahead.get(k)
-            if nxt is not None and nxt not in queued:
-                queued.add(nxt)
-                yield (_frame_task, job, nxt)
+        yield from frame_tasks(ahead.get(k) for k in needs)
 
 
 class LocalExecutor:
