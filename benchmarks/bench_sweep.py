@@ -241,12 +241,7 @@ class EngineReplay:
         calls: list = []
 
         def record(*args):
-            from numba.typed import List
-
-            configs = List.empty_list(args[2]._list_type.item_type)  # pb.sweep reuses its
-            for cfg in args[2]:                                      # list: keep a copy
-                configs.append(cfg)
-            calls.append((*args[:2], configs, *args[3:]))
+            calls.append(args)  # its arrays are the call's own or the thread's (replaced)
             return kernel(*args)
 
         sweep_mod.run_batch_nb = record
@@ -258,23 +253,26 @@ class EngineReplay:
         self.lanes = []
         for w in range(workers):
             first = calls[0]
-            ps = new_position_state(first[5].qty.shape[0])
-            scratch = new_scratch(first[5].qty.shape[0], first[1].tier_floor.shape[2])
+            n_sym = first[8].qty.shape[0]
+            ps = new_position_state(n_sym)
+            scratch = new_scratch(n_sym, first[1].tier_floor.shape[2])
             bufs: dict = {}
             lane = []
+            # run_batch_nb's arguments: the state 8-10, scratch 13, buffers 14-15,
+            # accounts 16, counts 17, stats 18 (this lane's own)
             for args in calls[w::workers]:
                 a = list(args)
-                buf = bufs.setdefault(id(a[11]), copy.deepcopy(a[11]))
-                a[5:8] = [ps, ps.qty.base, ps.trade_id.base]
-                a[10:16] = [scratch, buf, buf.liqs.view(np.uint8), np.zeros_like(a[13]),
-                            np.zeros_like(a[14]), np.empty_like(a[15])]
+                buf = bufs.setdefault(id(a[14]), copy.deepcopy(a[14]))
+                a[8:11] = [ps, ps.qty.base, ps.trade_id.base]
+                a[13:19] = [scratch, buf, buf.liqs.view(np.uint8), np.zeros_like(a[16]),
+                            np.zeros_like(a[17]), np.empty_like(a[18])]
                 lane.append(a)
             self.lanes.append(lane)
 
     def _run(self, lane) -> None:
         for a in lane:
-            a[13][...] = 0.0  # accounts and counts start at zero (run_batch_nb's contract)
-            a[14][...] = 0
+            a[16][...] = 0.0  # accounts and counts start at zero (run_batch_nb's contract)
+            a[17][...] = 0
             self.kernel(*a)
 
     def __call__(self) -> float:

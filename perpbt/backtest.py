@@ -88,6 +88,15 @@ def target_stops(strategy_or_targets, market, source: str) -> np.ndarray:
     return out
 
 
+def _target_stops(memo: dict | None, strategy_or_targets, market, source: str) -> np.ndarray:
+    """target_stops, memoized for targets (not for a Strategy: it reads the strategy's last
+    targets), so the runs of one frame share the array (pb.sweep batches them by identity)."""
+    if isinstance(strategy_or_targets, Strategy):
+        return target_stops(strategy_or_targets, market, source)
+    return memoized(memo, ("target stops", id(strategy_or_targets), source), strategy_or_targets,
+                    lambda: target_stops(strategy_or_targets, market, source))
+
+
 def _leverage_array(leverage, market) -> np.ndarray:
     if isinstance(leverage, Mapping):
         missing = set(market.symbols) - set(leverage)
@@ -290,25 +299,29 @@ def allocate_buffers(sizes: Buffers) -> Buffers:
                      for name, n, dt in zip(Buffers._fields, sizes, _BUFFER_DTYPES)))
 
 
-def reused_buffers(pool: dict | None, sizes: Buffers) -> Buffers:
+def reused_buffers(pool: dict | None, sizes: Buffers, zeroed_liqs: bool = False) -> Buffers:
     """New buffers of ``sizes``, or this thread's from ``pool`` where they are at least as
     large (the equity curve exactly as long): a caller that is done with each Result before
     the next run in the same thread (pb.sweep keeps only the stats) saves allocating and
     page-faulting the record room and the equity curve on every run. Liquidation records
-    (zeroed) are always new."""
+    must be zero on entry: they are new (zeroed) unless ``zeroed_liqs``, for a caller that
+    zeroes the records each run wrote before the next one (engine/batch.py does): then the
+    thread's own, which only such callers get."""
     if pool is None:
         return allocate_buffers(sizes)
     key = threading.get_ident()
     held = pool.get(key)
-    if held is not None:
-        have = held[1]
-        if (have.equity == sizes.equity and have.fills >= sizes.fills
-                and have.orders >= sizes.orders and have.funding >= sizes.funding
-                and have.trades >= sizes.trades and have.states >= sizes.states):
-            return held[0]._replace(liqs=np.zeros(sizes.liqs, dtype=dtypes.liq_dt))
-    buf = allocate_buffers(sizes)
-    pool[key] = (buf, sizes)
-    return buf
+    if held is None or not _holds(held[1], sizes):
+        held = pool[key] = (allocate_buffers(sizes), sizes)
+    if zeroed_liqs and held[0].liqs.shape[0] >= sizes.liqs:
+        return held[0]
+    return held[0]._replace(liqs=np.zeros(sizes.liqs, dtype=dtypes.liq_dt))
+
+
+def _holds(have: Buffers, sizes: Buffers) -> bool:
+    return (have.equity == sizes.equity and have.fills >= sizes.fills
+            and have.orders >= sizes.orders and have.funding >= sizes.funding
+            and have.trades >= sizes.trades and have.states >= sizes.states)
 
 
 def reused_work(pool: dict | None, n_symbols: int, n_tiers: int, reset: bool = True
@@ -360,17 +373,10 @@ STOP_CONFIG_FIELDS = ("stop_pct", "stop_trigger", "stop_dist_t", "trail", "break
                       "time_stop", "dyn_stops")
 
 
-def with_stop(prep: "Prepared", market, stop, _memo: dict | None = None) -> "Prepared":
-    """``prep`` (from ``prepare_run`` on a target frame, without a sizing rule) with
-    another ``stop``: what ``prepare_run`` gives for the same arguments and that stop,
-    rebuilding only the stop's fields (pb.sweep's runs that differ only in their stop).
-    A sizing rule sizes with the stop: then ``prepare_run`` is the way."""
-    if prep.settings["sizing"] is not None:
-        raise ValueError("with_stop: a run with a sizing rule depends on its stop through "
-                         "the sizes; prepare it with prepare_run")
-    stops = memoized(_memo, ("stop", id(stop)), stop, lambda: _stop_fields(stop, market))
-    cfg = prep.cfg._replace(**{name: stops[name] for name in STOP_CONFIG_FIELDS})
-    return prep._replace(cfg=cfg, settings={**prep.settings, "stop": stop})
+def stop_fields(stop, market, _memo: dict | None = None) -> dict:
+    """The EngineConfig fields of ``stop`` on ``market`` (STOP_CONFIG_FIELDS: what
+    ``prepare_run`` puts in the config for it), memoized in ``_memo`` as prepare_run does."""
+    return memoized(_memo, ("stop", id(stop)), stop, lambda: _stop_fields(stop, market))
 
 
 def _execution_fields(exe: Execution | None, symbols: list[str]) -> dict:
@@ -452,7 +458,7 @@ def prepare_run(market, strategy_or_targets, *, venue: str = "binance", margin: 
         take = type(strategy_or_targets).default_take if take is None else take
         if sizing is None:
             sizing = getattr(type(strategy_or_targets), "default_sizing", None)
-    stops = memoized(_memo, ("stop", id(stop)), stop, lambda: _stop_fields(stop, market))
+    stops = stop_fields(stop, market, _memo)
     take_pct, take_trig = memoized(_memo, ("take", id(take)), take,
                                    lambda: exit_rule_arrays(take, TakeProfit, market.n_symbols))
     exe = memoized(_memo, ("execution", id(execution)), execution,
@@ -477,7 +483,7 @@ def prepare_run(market, strategy_or_targets, *, venue: str = "binance", margin: 
                        **memoized(_memo, ("exec_fields", id(exe)), exe,
                                   lambda: _execution_fields(exe, market.symbols)),
                        notional_targets=notional_targets,
-                       stop_frac_t=target_stops(strategy_or_targets, market, source),
+                       stop_frac_t=_target_stops(_memo, strategy_or_targets, market, source),
                        **memoized(_memo, ("exec_memo", id(exe), threading.get_ident()), exe,
                                   lambda: exec_memo(market, exe)),
                        quiet_stretch=QUIET_STRETCH)

@@ -17,8 +17,10 @@ How it runs:
   set reuses its target frame;
 - the combinations of a chunk that share their target frame, sizing, leverage and venue
   run in one jitted call (engine/batch.py: the stop and the margin mode vary inside it),
-  which computes their stats too; the Python around a run (building its config) is about
-  0.02 ms;
+  which computes their stats too. Such a call gets one prepared config, each run's margin
+  mode and a row of the job's stop table (every stop of the sweep, stacked once per
+  process); each run's config is built in the kernel, so no Python runs per run but its
+  stats row;
 - the engine runs are spread by an executor: ``"local"`` (in-process threads, one per
   core by default: the kernels release the GIL; ``LocalExecutor(max_workers=1)`` is serial),
   ``"processes"`` (``ProcessExecutor``: a process pool, the market and the target frames
@@ -48,10 +50,11 @@ import numpy as np
 import pandas as pd
 
 import perpbt
-from perpbt.backtest import (Prepared, buffer_sizes, execute_run, prepare_run, reused_buffers,
-                             reused_work, target_frame, with_stop)
+from perpbt.backtest import (STOP_CONFIG_FIELDS, Prepared, buffer_sizes, execute_run,
+                             prepare_run, reused_buffers, reused_work, stop_fields, target_frame)
 from perpbt.engine.batch import (B_BEYOND, B_CLOSED, B_DOWNSIDE, B_FEES, B_FINAL, B_MEAN,
-                                 B_MIN_DIST, B_RECEIVED, B_SD, B_WINS, N_BATCH_OUT, run_batch_nb)
+                                 B_MIN_DIST, B_RECEIVED, B_SD, B_WINS, N_BATCH_OUT, StopRows,
+                                 run_batch_nb, stack_stop_fields)
 from perpbt.engine.state import (A_BUST, A_CLEARANCE, A_INSURANCE, A_MAX_DD, C_ERROR, C_LIQS,
                                  C_TRADES, N_ACCT, N_CNT, Buffers, position_template)
 from perpbt.result import Result, stats_row
@@ -106,9 +109,14 @@ class SweepJob:
     memo: dict = field(default_factory=dict)
     # each thread's record buffers, reused run after run (run_combo keeps only the stats)
     buffers: dict = field(default_factory=dict)
+    # the sweep's distinct stops (by identity): the rows of the stop table (stop_rows)
+    stops: list = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self._locks = [threading.Lock() for _ in self.frames]
+        self._stop_lock = threading.Lock()
+        # (row of each stop by id, StopRows, the stops): built in each process on first use
+        self._stop_table: tuple | None = None
 
     def frame(self, k: int) -> pd.DataFrame:
         """Target frame ``k``; computed here (under its own lock) the first time."""
@@ -127,15 +135,39 @@ class SweepJob:
         for k in range(len(self.frames)):
             self.frame(k)
 
+    def stop_rows(self, stops: Sequence) -> tuple[StopRows, list[int]]:
+        """The stop table (engine/batch.py StopRows: the engine fields of the job's stops
+        and of any other seen, a row each) and the rows of ``stops``. Built on first use,
+        again (with the old rows kept) for a stop not seen yet."""
+        table = self._stop_table
+        if table is not None:
+            try:
+                return table[1], [table[0][id(s)] for s in stops]
+            except KeyError:
+                pass
+        with self._stop_lock:
+            kept = [] if self._stop_table is None else list(self._stop_table[2])
+            seen = {id(s) for s in kept}
+            for s in itertools.chain(self.stops, stops):
+                if id(s) not in seen:
+                    seen.add(id(s))
+                    kept.append(s)
+            rows = stack_stop_fields([stop_fields(s, self.market, self.memo) for s in kept])
+            table = self._stop_table = ({id(s): r for r, s in enumerate(kept)}, rows, kept)
+        return table[1], [table[0][id(s)] for s in stops]
+
     def __getstate__(self) -> dict:
         self.materialize()
         state = {**self.__dict__, "memo": {}, "buffers": {}, "strategies": []}
-        del state["_locks"]
+        for local in ("_locks", "_stop_lock", "_stop_table"):
+            del state[local]
         return state
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
         self._locks = [threading.Lock() for _ in self.frames]
+        self._stop_lock = threading.Lock()
+        self._stop_table = None
 
 
 @contextlib.contextmanager
@@ -156,20 +188,21 @@ def _prepare(job: SweepJob, combo: Combo) -> Prepared:
                            venue=combo.venue, _memo=job.memo, **job.options)
 
 
-def _prepare_like(job: SweepJob, combo: Combo, templates: dict) -> Prepared:
-    """``_prepare``, or, for a combination without a sizing rule whose target frame,
-    leverage, margin and venue an earlier one of ``templates`` shares, that one with this
-    combination's stop (backtest.with_stop: about 5x less Python than a full preparation,
-    which pb.sweep runs while the other threads need the GIL)."""
+def _prepare_shared(job: SweepJob, combo: Combo, shared: dict) -> tuple[Prepared, Any]:
+    """The preparation a combination's engine run starts from, and its ``group_key``.
+    Without a sizing rule: one per target frame, leverage, margin and venue in ``shared``
+    (``_prepare`` of the first such combination), as a batched run takes its stop from the
+    job's stop table, not from its preparation. With one: its own (sizes depend on the
+    stop)."""
     if combo.sizing is not None:
-        return _prepare(job, combo)
+        prep = _prepare(job, combo)
+        return prep, group_key(prep)
     key = (combo.frame, id(combo.leverage), id(combo.margin), id(combo.venue))
-    template = templates.get(key)
-    if template is None:
-        template = templates[key] = _prepare(job, combo)
-        return template
-    with _naming(job, combo):
-        return with_stop(template, job.market, combo.stop, job.memo)
+    held = shared.get(key)
+    if held is None:
+        prep = _prepare(job, combo)
+        held = shared[key] = (prep, group_key(prep))
+    return held
 
 
 def run_combo(job: SweepJob, combo: Combo) -> dict[str, Any]:
@@ -194,84 +227,51 @@ def batch_key(prep: Prepared) -> tuple | None:
     return (id(prep.mkt), id(prep.ins), id(prep.values), id(prep.order_bars), sizes)
 
 
-_CONFIG_TYPES: dict = {}
+# the config fields a batched run sets itself (engine/batch.py config_with_nb)
+_RUN_FIELDS = frozenset(STOP_CONFIG_FIELDS) | {"margin_mode"}
 
 
-def _field_key(value: Any) -> tuple:
-    if isinstance(value, np.ndarray):
-        flags = value.flags
-        return (np.ndarray, value.dtype, value.ndim, flags.c_contiguous, flags.f_contiguous,
-                flags.writeable, flags.aligned)
-    return (type(value),)
-
-
-def config_type(cfg) -> Any:
-    """numba's type of an EngineConfig, looked up by what decides it (each field's Python
-    type; an array's dtype, dimensions, layout and flags): ``numba.typeof`` takes about
-    150 us on a config."""
-    return _config_type(tuple(_field_key(v) for v in cfg), cfg)
-
-
-def _config_type(key: tuple, cfg) -> Any:
-    found = _CONFIG_TYPES.get(key)
-    if found is None:
-        import numba
-
-        found = _CONFIG_TYPES[key] = numba.typeof(cfg)
-    return found
-
-
-def config_list(pool: dict, cfg) -> Any:
-    """An empty numba typed List of configs typed like ``cfg``: this thread's from ``pool``,
-    cleared, after the first. A new one costs about 0.5 ms (numba looks its constructor up
-    by the config's type, hashing every field's type), which was most of the Python around
-    a batched call; the key here is the cheap field key of ``config_type``."""
-    key = tuple(_field_key(v) for v in cfg)
-    slot = ("configs", threading.get_ident(), key)
-    held = pool.get(slot)
-    if held is None:
-        from numba.typed import List  # numba.typed imports it lazily, on each access
-
-        held = pool[slot] = List.empty_list(_config_type(key, cfg))
-    else:
-        held.clear()
-    return held
+def group_key(prep: Prepared) -> tuple | None:
+    """``batch_key``, and every config field but the stop's and the margin mode (arrays
+    by identity): combinations with equal keys run in one engine call. None: alone."""
+    key = batch_key(prep)
+    if key is None:
+        return None
+    shared = tuple(id(v) if isinstance(v, np.ndarray) else v
+                   for name, v in zip(prep.cfg._fields, prep.cfg) if name not in _RUN_FIELDS)
+    return key, shared
 
 
 def run_batch(job: SweepJob, group: Sequence[tuple[Combo, Prepared]], sizes: Buffers) -> Part:
-    """The stats of combinations sharing a ``batch_key`` (its record buffer ``sizes``), from
-    one run_batch_nb call. A run that stopped on an error (a record buffer too small, a
-    position on a bar without funding data) runs again alone (``run_combo``: more room, or
-    the error naming the combination), as does one whose config does not convert to the
-    group's numba type."""
+    """The stats of combinations sharing a ``group_key`` (its record buffer ``sizes``), from
+    one run_batch_nb call: the first one's config with each combination's margin mode and
+    stop (its row of the job's stop table). A run that stopped on an error (a record buffer
+    too small, a position on a bar without funding data) runs again alone (``run_combo``:
+    more room, or the error naming the combination), as does the whole group if a stop's
+    fields fail to build."""
     first = group[0][1]
     mkt, ins = first.mkt, first.ins
+    try:
+        stops, rows = job.stop_rows([combo.stop for combo, _ in group])
+    except (ValueError, NotImplementedError):  # raised again by run_combo, named
+        return [(combo.index, run_combo(job, combo)) for combo, _ in group]
     n_sym = mkt.open.shape[1]
-    buf = reused_buffers(job.buffers, sizes)
+    buf = reused_buffers(job.buffers, sizes, zeroed_liqs=True)  # run_batch_nb zeroes them
     ps, scratch = reused_work(job.buffers, n_sym, ins.tier_floor.shape[2], reset=False)
     float_init, int_init = position_template(n_sym)
-    cfgs = config_list(job.buffers, first.cfg)
-    part: Part = []
-    batched = []
-    for combo, prep in group:
-        try:
-            cfgs.append(prep.cfg)
-        except Exception:  # a config numba types otherwise (an array's layout ...): alone
-            part.append((combo.index, run_combo(job, combo)))
-            continue
-        batched.append((combo, prep))
-    if not batched:
-        return part
-    accts = np.zeros((len(batched), N_ACCT))
-    cnts = np.zeros((len(batched), N_CNT), dtype=np.int64)
-    out = np.empty((len(batched), N_BATCH_OUT))
-    run_batch_nb(mkt, ins, cfgs, first.values, first.order_bars, ps, ps.qty.base,
-                 ps.trade_id.base, float_init, int_init, scratch, buf,
-                 buf.liqs.view(np.uint8), accts, cnts, out)
+    n_runs = len(group)
+    margin_modes = np.array([prep.cfg.margin_mode for _, prep in group], dtype=np.int64)
+    accts = np.zeros((n_runs, N_ACCT))
+    cnts = np.zeros((n_runs, N_CNT), dtype=np.int64)
+    out = np.empty((n_runs, N_BATCH_OUT))
+    run_batch_nb(mkt, ins, first.cfg, margin_modes, np.array(rows, dtype=np.int64), stops,
+                 first.values, first.order_bars, ps, ps.qty.base, ps.trade_id.base,
+                 float_init, int_init, scratch, buf, buf.liqs.view(np.uint8), accts, cnts, out)
     n_bars = mkt.open.shape[0]
     # Python floats and ints, as Result.stats_dict passes them (numpy scalars: ~2x the time)
     outs, acct_rows, cnt_rows = out.tolist(), accts.tolist(), cnts.tolist()
-    for (combo, prep), o, acct, cnt in zip(batched, outs, acct_rows, cnt_rows):
+    part: Part = []
+    for (combo, prep), o, acct, cnt in zip(group, outs, acct_rows, cnt_rows):
         if cnt[C_ERROR] != 0:
             part.append((combo.index, run_combo(job, combo)))
             continue
@@ -286,19 +286,18 @@ def run_batch(job: SweepJob, group: Sequence[tuple[Combo, Prepared]], sizes: Buf
 
 def run_chunk(chunk: Sequence[Combo], job: SweepJob) -> Part:
     """Run a chunk of combinations: [(combination index, stats dict), ...]; those sharing a
-    ``batch_key`` in one engine call each."""
+    ``group_key`` in one engine call each."""
     groups: dict[tuple, list] = {}
     part: Part = []
-    templates: dict[tuple, Prepared] = {}
+    shared: dict[tuple, tuple] = {}
     for combo in chunk:
-        prep = _prepare_like(job, combo, templates)
-        key = batch_key(prep)
+        prep, key = _prepare_shared(job, combo, shared)
         if key is None:
             part.append((combo.index, run_combo(job, combo)))
         else:
             groups.setdefault(key, []).append((combo, prep))
     for key, group in groups.items():
-        part.extend(run_batch(job, group, sizes=key[-1]))
+        part.extend(run_batch(job, group, sizes=key[0][-1]))
     return part
 
 
@@ -616,7 +615,8 @@ def sweep(market, strategy_cls: type, grid: Mapping[str, Any], *, stop: Any = No
     if options.get("take") is None and strategy_cls.default_take is not None:
         options = {**options, "take": strategy_cls.default_take}
     job = SweepJob(market, [None] * len(distinct), labels,
-                   {**options, "stats_only": bool(stats_only)}, strategies=distinct)
+                   {**options, "stats_only": bool(stats_only)}, strategies=distinct,
+                   stops=list({id(c.stop): c.stop for c in combos}.values()))
 
     stats: dict[int, dict] = {}
     todo: Sequence[Combo] = [combos[i] for i in sorted(range(len(combos)),
