@@ -304,3 +304,40 @@ def test_thread_tasks_compute_each_frame_once_before_its_chunks():
               for t in tasks]
     assert labels == [("frame", 0), ("chunk", chunks[0]), ("frame", 1), ("chunk", chunks[1]),
                       ("chunk", chunks[2]), ("frame", 3), ("chunk", chunks[3])]
+
+
+def _combos(call_sizes):
+    """Combinations in run order, ``call_sizes[i]`` of them sharing engine call i (one
+    leverage object per call)."""
+    sweep_module = sys.modules["perpbt.sweep"]
+    combos = []
+    for call, size in enumerate(call_sizes):
+        leverage = float(call + 1)
+        for _ in range(size):
+            combos.append(sweep_module.Combo(len(combos), 0, 0.01, leverage, "isolated",
+                                             "binance"))
+    return combos
+
+
+def test_chunks_end_where_an_engine_call_ends():
+    """chunked: near-equal chunks whose bounds move to the nearest start of a call (within
+    half a chunk), so no call is split in two; a call longer than a chunk is cut."""
+    sweep_module = sys.modules["perpbt.sweep"]
+    combos = _combos([10] * 10)  # 100 combinations, calls start every 10
+    chunks = sweep_module.chunked(combos, 3)  # targets 33.3 and 66.7 -> 30 and 70
+    assert [len(c) for c in chunks] == [30, 40, 30]
+    assert [c.index for chunk in chunks for c in chunk] == list(range(100))
+    long_call = _combos([100])  # no start within half a chunk: cut at the targets
+    assert [len(c) for c in sweep_module.chunked(long_call, 4)] == [25, 25, 25, 25]
+    assert sweep_module.call_starts(_combos([3, 1, 2])) == [0, 3, 4, 6]
+
+
+def test_tapered_splits_the_last_chunks_per_call():
+    """tapered: the last n chunks become one task per engine call, so the threads finish
+    within one call of each other."""
+    sweep_module = sys.modules["perpbt.sweep"]
+    combos = _combos([10] * 10)
+    chunks = sweep_module.tapered(sweep_module.chunked(combos, 5), 2)  # 5 chunks of 20
+    assert [len(c) for c in chunks] == [20, 20, 20, 10, 10, 10, 10]
+    assert [c.index for chunk in chunks for c in chunk] == list(range(100))
+    assert sweep_module.tapered(chunks[:1], 3) == [chunks[0][:10], chunks[0][10:]]
