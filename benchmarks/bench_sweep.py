@@ -3,7 +3,7 @@
 ``pb.sweep`` from one core to two.
 
     NUMBA_CACHE_DIR=/tmp/nbc_bench python benchmarks/bench_sweep.py [--combos 1000]
-        [--bars 100000] [--repeat 7]
+        [--bars 100000] [--repeat 15]
 
 The series is ``bench_engine.make_market(bars)`` (1-minute bars, funding every 8 h, an
 illustrative 4-tier table). The strategy is ``strategies/ma_cross.py`` (resolved by name as
@@ -286,7 +286,7 @@ def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--combos", type=int, default=1_000)
     ap.add_argument("--bars", type=int, default=100_000)
-    ap.add_argument("--repeat", type=int, default=7)
+    ap.add_argument("--repeat", type=int, default=15)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--skip-vbt", action="store_true")
     ap.add_argument("--vbt-repeat", type=int, default=3,
