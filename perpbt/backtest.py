@@ -379,6 +379,12 @@ def stop_fields(stop, market, _memo: dict | None = None) -> dict:
     return memoized(_memo, ("stop", id(stop)), stop, lambda: _stop_fields(stop, market))
 
 
+def remember_stop_fields(memo: dict, stop, fields: dict) -> None:
+    """Make ``fields`` what ``stop_fields(stop, ..., memo)`` returns from now on (pb.sweep
+    points a stop's ATR distances at its stop table: the same values, held once)."""
+    memo[("stop", id(stop))] = (stop, fields)
+
+
 def _execution_fields(exe: Execution | None, symbols: list[str]) -> dict:
     """The EngineConfig fields of an execution model (per-symbol arrays where it has them)."""
     ones = np.ones(len(symbols))

@@ -53,7 +53,8 @@ import pandas as pd
 
 import perpbt
 from perpbt.backtest import (STOP_CONFIG_FIELDS, Prepared, buffer_sizes, execute_run,
-                             prepare_run, reused_buffers, reused_work, stop_fields, target_frame)
+                             prepare_run, remember_stop_fields, reused_buffers, reused_work,
+                             stop_fields, target_frame)
 from perpbt.engine.batch import (B_BEYOND, B_CLOSED, B_DOWNSIDE, B_FEES, B_FINAL, B_MEAN,
                                  B_MIN_DIST, B_RECEIVED, B_SD, B_WINS, N_BATCH_OUT, StopRows,
                                  run_batch_nb, stack_stop_fields)
@@ -154,9 +155,22 @@ class SweepJob:
                 if id(s) not in seen:
                     seen.add(id(s))
                     kept.append(s)
-            rows = stack_stop_fields([stop_fields(s, self.market, self.memo) for s in kept])
-            table = self._stop_table = ({id(s): r for r, s in enumerate(kept)}, rows, kept)
+            if self._stop_table is None or len(kept) > len(self._stop_table[2]):
+                fields = [stop_fields(s, self.market, self.memo) for s in kept]
+                rows = stack_stop_fields(fields)
+                self._stop_table = ({id(s): r for r, s in enumerate(kept)}, rows, kept)
+                self._share_distances(kept, fields, rows)
+            table = self._stop_table
         return table[1], [table[0][id(s)] for s in stops]
+
+    def _share_distances(self, stops: list, fields: list[dict], rows: StopRows) -> None:
+        """Point the memo's ATR distances ((T, N) per stop) at the stop table's rows, so a
+        sweep of ATR stops over a long history holds them once, not twice."""
+        for row, (stop, found) in enumerate(zip(stops, fields)):
+            n_bars = found["stop_dist_t"].shape[0]
+            if n_bars:
+                remember_stop_fields(self.memo, stop, {
+                    **found, "stop_dist_t": rows.stop_dist_t[row, :n_bars]})
 
     def __getstate__(self) -> dict:
         self.materialize()

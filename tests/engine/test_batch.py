@@ -186,11 +186,17 @@ def test_stop_table_rows_built_once_and_extended(market):
         for name in ("stop_pct", "stop_trigger", "trail", "breakeven", "time_stop",
                      "dyn_stops"):
             np.testing.assert_array_equal(getattr(table, name)[row], want[name], err_msg=name)
+    # the job's memo now hands out the ATR distances from the table (held once)
+    assert np.shares_memory(stop_fields(atr, market, job.memo)["stop_dist_t"],
+                            table.stop_dist_t)
     late = pb.StopLoss(pct=0.03, trigger="mark")
     grown, rows = job.stop_rows([late, atr])
     assert rows == [3, 2] and grown is not table and len(grown.stop_pct) == 4
     for name, old, new in zip(table._fields, table, grown):
         np.testing.assert_array_equal(new[:3], old, err_msg=name)
+    assert np.shares_memory(stop_fields(atr, market, job.memo)["stop_dist_t"],
+                            grown.stop_dist_t)
+    assert job.stop_rows([0.02, atr])[0] is grown  # nothing new: not built again
 
 
 def test_reused_buffers_keep_the_batch_liquidations_apart():
