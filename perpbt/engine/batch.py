@@ -11,7 +11,7 @@ the whole group.
 
 A run's config is built here (``config_with_nb``) from the group's shared config, the run's
 margin mode and its row of ``StopRows``: the stop fields of every stop of a sweep, stacked
-once per sweep (``stack_stop_fields``). Nothing is converted per run in Python: a numba
+once per sweep in each process (``stack_stop_fields``). Nothing is converted per run in Python: a numba
 typed List of configs cost about 0.04 ms per run to fill and to empty, under the GIL the
 other threads of a sweep wait on.
 """
@@ -38,8 +38,8 @@ class StopRows(NamedTuple):
     stop (M stops, N symbols, T bars)."""
     stop_pct: np.ndarray      # (M, N) fraction of entry; NaN = none
     stop_trigger: np.ndarray  # (M,) int64 enums.PriceTrigger
-    stop_dist_t: np.ndarray   # (M, T, N) ATR distance in price per fill bar, zeros past
-                              # dist_bars (M, 0, N) when no stop has one
+    stop_dist_t: np.ndarray   # (M, T, N) ATR distance in price per fill bar, zero past
+                              # the row's dist_bars; (M, 0, N) when no stop has one
     dist_bars: np.ndarray     # (M,) int64 rows of stop_dist_t that are the stop's: T or 0
     trail: np.ndarray         # (M,) bool
     breakeven: np.ndarray     # (M, N) fraction of entry; NaN = none
