@@ -373,16 +373,20 @@ STOP_CONFIG_FIELDS = ("stop_pct", "stop_trigger", "stop_dist_t", "trail", "break
                       "time_stop", "dyn_stops")
 
 
+def _stop_key(stop) -> tuple:
+    return ("stop", id(stop))
+
+
 def stop_fields(stop, market, _memo: dict | None = None) -> dict:
     """The EngineConfig fields of ``stop`` on ``market`` (STOP_CONFIG_FIELDS: what
     ``prepare_run`` puts in the config for it), memoized in ``_memo`` as prepare_run does."""
-    return memoized(_memo, ("stop", id(stop)), stop, lambda: _stop_fields(stop, market))
+    return memoized(_memo, _stop_key(stop), stop, lambda: _stop_fields(stop, market))
 
 
 def remember_stop_fields(memo: dict, stop, fields: dict) -> None:
     """Make ``fields`` what ``stop_fields(stop, ..., memo)`` returns from now on (pb.sweep
     points a stop's ATR distances at its stop table: the same values, held once)."""
-    memo[("stop", id(stop))] = (stop, fields)
+    memo[_stop_key(stop)] = (stop, fields)
 
 
 def _execution_fields(exe: Execution | None, symbols: list[str]) -> dict:

@@ -213,7 +213,7 @@ def _prepare_shared(job: SweepJob, combo: Combo, shared: dict) -> tuple[Prepared
     if combo.sizing is not None:
         prep = _prepare(job, combo)
         return prep, group_key(prep)
-    key = (combo.frame, id(combo.leverage), id(combo.margin), id(combo.venue))
+    key = (call_key(combo), id(combo.margin))
     held = shared.get(key)
     if held is None:
         prep = _prepare(job, combo)
@@ -346,7 +346,8 @@ def chunked(combos: Sequence[Combo], n_chunks: int) -> list[list[Combo]]:
 def tapered(chunks: list[list[Combo]], n_tail: int) -> list[list[Combo]]:
     """``chunks`` with the last ``n_tail`` split at every ``call_starts``: the threads end
     together within one engine call instead of one chunk."""
-    head, tail = chunks[:max(len(chunks) - n_tail, 0)], chunks[max(len(chunks) - n_tail, 0):]
+    cut = max(len(chunks) - n_tail, 0)
+    head, tail = chunks[:cut], chunks[cut:]
     for chunk in tail:
         starts = call_starts(chunk)
         head.extend(chunk[a:b] for a, b in zip(starts[:-1], starts[1:]))
@@ -379,7 +380,7 @@ def _run_on_pool(pool, tasks: Iterable[tuple]) -> Iterator[Part]:
 def _collect(pool, futures, poll: float = 0.25) -> Iterator[Part]:
     """The parts done, every ``poll`` seconds (at once on an error, and at the end). The
     calling thread sleeps in between: woken on every completed task (as_completed), it
-    took the GIL and a core from the workers some 40 times per second of sweep."""
+    took the GIL and a core from the workers about 40 times in a half-second sweep."""
     try:
         pending = set(futures)
         while pending:

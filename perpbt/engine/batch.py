@@ -11,9 +11,9 @@ the whole group.
 
 A run's config is built here (``config_with_nb``) from the group's shared config, the run's
 margin mode and its row of ``StopRows``: the stop fields of every stop of a sweep, stacked
-once per sweep in each process (``stack_stop_fields``). Nothing is converted per run in Python: a numba
-typed List of configs cost about 0.04 ms per run to fill and to empty, under the GIL the
-other threads of a sweep wait on.
+once per sweep in each process (``stack_stop_fields``). Nothing is converted per run in
+Python: a numba typed List of configs cost about 0.04 ms per run to fill and to empty, under
+the GIL the other threads of a sweep wait on.
 """
 
 from __future__ import annotations
